@@ -1,0 +1,109 @@
+//! The framecast daemon: command line -> `Config` -> `Server` -> run. The only place
+//! where errors become exit codes: 1 when the daemon cannot start or stops on an
+//! error, 2 for a bad command line.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser};
+use framecast::config::{self, parse_size};
+use framecast::{Config, Framing, Mode, Server};
+
+/// A TCP daemon that cuts byte streams into frames and echoes them.
+#[derive(Debug, Parser)]
+#[command(name = "framecast", version, about, max_term_width = 100)]
+struct Args {
+    /// Address to listen on (may be given several times).
+    #[arg(long = "listen", value_name = "ADDR", default_value = config::DEFAULT_LISTEN)]
+    listen: Vec<SocketAddr>,
+
+    /// What to do with each complete frame: echo.
+    #[arg(long, value_name = "MODE", default_value = "echo")]
+    mode: Mode,
+
+    /// How frames are delimited: u8, u16be, u16le, u32be, u32le, u64be, u64le, line,
+    /// fixed:N or raw.
+    #[arg(long, value_name = "NAME", default_value = "u32be")]
+    framing: Framing,
+
+    /// Largest frame payload accepted (bytes, or with KiB/MiB/GiB); a larger declared
+    /// length is a protocol error.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "8MiB")]
+    max_frame: usize,
+
+    /// Cap on a connection's pending output; past it, reading from that connection
+    /// stops until the output drains below half.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "4MiB")]
+    max_output: usize,
+
+    /// Connections served at once; further ones are accepted and closed at once.
+    #[arg(long, value_name = "N", default_value_t = config::DEFAULT_MAX_CONNECTIONS)]
+    max_connections: usize,
+}
+
+impl Args {
+    /// Checks what the parser cannot check field by field.
+    fn into_config(self) -> Result<Config, clap::Error> {
+        let invalid = |msg: String| Args::command().error(ErrorKind::ValueValidation, msg);
+        if self.max_frame == 0 {
+            return Err(invalid(
+                "invalid value '0' for '--max-frame <SIZE>': must be at least 1 byte".into(),
+            ));
+        }
+        if self.max_connections == 0 {
+            return Err(invalid(
+                "invalid value '0' for '--max-connections <N>': must be at least 1".into(),
+            ));
+        }
+        if let Framing::Fixed(size) = self.framing {
+            if size > self.max_frame {
+                return Err(invalid(format!(
+                    "invalid value 'fixed:{size}' for '--framing <NAME>': larger than --max-frame ({})",
+                    self.max_frame
+                )));
+            }
+        }
+        Ok(Config {
+            listen: self.listen,
+            mode: self.mode,
+            framing: self.framing,
+            max_frame: self.max_frame,
+            max_output: self.max_output,
+            max_connections: self.max_connections,
+        })
+    }
+}
+
+fn main() -> ExitCode {
+    let config = match Args::parse().into_config() {
+        Ok(config) => config,
+        Err(e) => e.exit(),
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+
+    let (mode, framing) = (config.mode, config.framing);
+    let mut server = match Server::bind(config) {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("framecast: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let mut stdout = std::io::stdout().lock();
+    for addr in server.local_addrs() {
+        // Best effort: a closed stdout must not stop the daemon.
+        let _ = writeln!(stdout, "framecast listening on {addr} ({mode}, {framing})");
+    }
+    let _ = stdout.flush();
+    drop(stdout);
+
+    match server.run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("framecast: event loop failed: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

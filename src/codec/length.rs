@@ -1,0 +1,267 @@
+//! Length-prefixed framing: a fixed-width unsigned header holding the payload length.
+//!
+//! ```text
+//!  u32be (the default, Python's struct.pack('!I', n)):
+//!  +--------+--------+--------+--------+---------------- ... ---+
+//!  |          payload length n          |     n payload bytes    |
+//!  |   (4 bytes, big-endian, unsigned)  |                        |
+//!  +--------+--------+--------+--------+---------------- ... ---+
+//!  widths 1, 2, 4 or 8 bytes; big- or little-endian; the header is not counted in n
+//! ```
+//!
+//! The declared length is checked against the maximum before anything else happens,
+//! so a header claiming 4 GiB costs nothing: the decoder never asks for room, and the
+//! read buffer only grows with bytes that really arrive.
+
+use bytes::{BufMut, BytesMut};
+
+use super::{Decoded, Decoder, Encoder, FrameError, Oversize};
+use crate::config::Endian;
+
+/// Decoder and encoder for length-prefixed frames.
+///
+/// ```
+/// use bytes::BytesMut;
+/// use framecast::codec::{decode_frame, Encoder, LengthCodec, Oversize};
+/// use framecast::config::Endian;
+///
+/// let mut codec = LengthCodec::new(4, Endian::Big, 1024, Oversize::Close);
+/// let mut wire = BytesMut::new();
+/// codec.encode(b"hello", &mut wire).unwrap();
+/// assert_eq!(&wire[..], b"\x00\x00\x00\x05hello");
+///
+/// let frame = decode_frame(&mut codec, &mut wire).unwrap().unwrap();
+/// assert_eq!(&frame[..], b"\x00\x00\x00\x05hello"); // the exact wire bytes
+/// assert!(wire.is_empty());
+/// ```
+#[derive(Debug, Clone)]
+pub struct LengthCodec {
+    /// Header size in bytes: 1, 2, 4 or 8.
+    width: usize,
+    /// Header byte order.
+    endian: Endian,
+    /// Largest payload accepted, in bytes.
+    max_frame: usize,
+    /// What to do with a declared length over `max_frame`.
+    oversize: Oversize,
+    /// Payload bytes of an oversized frame still to discard (policy `Skip`).
+    discard: u64,
+}
+
+impl LengthCodec {
+    /// A codec with a `width`-byte header (1, 2, 4 or 8; anything else is treated as
+    /// the nearest valid width above it, up to 8).
+    pub fn new(width: usize, endian: Endian, max_frame: usize, oversize: Oversize) -> Self {
+        let width = match width {
+            0 | 1 => 1,
+            2 => 2,
+            3 | 4 => 4,
+            _ => 8,
+        };
+        LengthCodec {
+            width,
+            endian,
+            max_frame,
+            oversize,
+            discard: 0,
+        }
+    }
+
+    /// Header size in bytes.
+    pub fn width(&self) -> usize {
+        self.width
+    }
+
+    /// The largest incomplete frame: a header plus a maximal payload.
+    pub fn max_pending(&self) -> usize {
+        self.width.saturating_add(self.max_frame)
+    }
+
+    /// The largest length the header can express.
+    fn header_max(&self) -> u64 {
+        u64::MAX >> (64 - 8 * self.width as u32)
+    }
+
+    /// Reads the header at the front of `buf`, which holds at least `width` bytes.
+    fn declared_len(&self, buf: &[u8]) -> u64 {
+        let mut raw = [0u8; 8];
+        let header = &buf[..self.width];
+        match self.endian {
+            Endian::Big => {
+                raw[8 - self.width..].copy_from_slice(header);
+                u64::from_be_bytes(raw)
+            }
+            Endian::Little => {
+                raw[..self.width].copy_from_slice(header);
+                u64::from_le_bytes(raw)
+            }
+        }
+    }
+}
+
+impl Decoder for LengthCodec {
+    #[inline]
+    fn decode(&mut self, buf: &[u8]) -> Result<Decoded, FrameError> {
+        if self.discard > 0 {
+            let n = self.discard.min(buf.len() as u64);
+            self.discard -= n;
+            // `n <= buf.len()`, so the cast back is lossless.
+            return Ok(if n == 0 {
+                Decoded::Incomplete
+            } else {
+                Decoded::Skip(n as usize)
+            });
+        }
+        if buf.len() < self.width {
+            return Ok(Decoded::Incomplete);
+        }
+        let len = self.declared_len(buf);
+        if len > self.max_frame as u64 {
+            let error = FrameError::TooLong {
+                len,
+                max: self.max_frame,
+            };
+            return match self.oversize {
+                Oversize::Close => Err(error),
+                Oversize::Skip => {
+                    let available = (buf.len() - self.width) as u64;
+                    let now = len.min(available);
+                    self.discard = len - now;
+                    Ok(Decoded::Oversize(self.width + now as usize, error))
+                }
+            };
+        }
+        // `len <= max_frame`, a usize, so neither the cast nor the sum overflows.
+        let total = self.width + len as usize;
+        Ok(if buf.len() >= total {
+            Decoded::Frame(total)
+        } else {
+            Decoded::Incomplete
+        })
+    }
+}
+
+impl Encoder for LengthCodec {
+    fn encode(&self, payload: &[u8], dst: &mut BytesMut) -> Result<(), FrameError> {
+        let len = payload.len() as u64;
+        let max = self.header_max();
+        if len > max {
+            return Err(FrameError::PayloadTooLong {
+                len: payload.len(),
+                max,
+            });
+        }
+        dst.reserve(self.width + payload.len());
+        let bytes = match self.endian {
+            Endian::Big => len.to_be_bytes(),
+            Endian::Little => len.to_le_bytes(),
+        };
+        match self.endian {
+            Endian::Big => dst.put_slice(&bytes[8 - self.width..]),
+            Endian::Little => dst.put_slice(&bytes[..self.width]),
+        }
+        dst.put_slice(payload);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::decode_frame;
+
+    fn codec(width: usize, endian: Endian) -> LengthCodec {
+        LengthCodec::new(width, endian, 1 << 20, Oversize::Close)
+    }
+
+    #[test]
+    fn reads_headers_of_every_width_and_order() {
+        let cases: [(usize, Endian, &[u8]); 7] = [
+            (1, Endian::Big, b"\x03"),
+            (2, Endian::Big, b"\x00\x03"),
+            (2, Endian::Little, b"\x03\x00"),
+            (4, Endian::Big, b"\x00\x00\x00\x03"),
+            (4, Endian::Little, b"\x03\x00\x00\x00"),
+            (8, Endian::Big, b"\x00\x00\x00\x00\x00\x00\x00\x03"),
+            (8, Endian::Little, b"\x03\x00\x00\x00\x00\x00\x00\x00"),
+        ];
+        for (width, endian, header) in cases {
+            let mut c = codec(width, endian);
+            let mut wire = BytesMut::from(header);
+            wire.extend_from_slice(b"abcXYZ");
+            assert_eq!(
+                c.decode(&wire),
+                Ok(Decoded::Frame(width + 3)),
+                "width {width}"
+            );
+            let frame = decode_frame(&mut c, &mut wire).unwrap().unwrap();
+            assert_eq!(&frame[width..], b"abc");
+            assert_eq!(&wire[..], b"XYZ");
+
+            let mut encoded = BytesMut::new();
+            c.encode(b"abc", &mut encoded).unwrap();
+            assert_eq!(&encoded[..width], header, "encode width {width} {endian:?}");
+        }
+    }
+
+    #[test]
+    fn waits_for_header_and_payload() {
+        let mut c = codec(4, Endian::Big);
+        assert_eq!(c.decode(b""), Ok(Decoded::Incomplete));
+        assert_eq!(c.decode(b"\x00\x00"), Ok(Decoded::Incomplete));
+        assert_eq!(c.decode(b"\x00\x00\x00\x02a"), Ok(Decoded::Incomplete));
+        assert_eq!(c.decode(b"\x00\x00\x00\x02ab"), Ok(Decoded::Frame(6)));
+    }
+
+    #[test]
+    fn empty_payload_is_a_frame() {
+        let mut c = codec(2, Endian::Big);
+        assert_eq!(c.decode(b"\x00\x00\x00"), Ok(Decoded::Frame(2)));
+    }
+
+    #[test]
+    fn rejects_declared_len_over_max_before_alloc() {
+        let mut c = LengthCodec::new(4, Endian::Big, 1024, Oversize::Close);
+        let err = FrameError::TooLong {
+            len: u32::MAX as u64,
+            max: 1024,
+        };
+        assert_eq!(c.decode(b"\xff\xff\xff\xff"), Err(err));
+        // Errors leave the decoder unchanged: asking again gives the same answer.
+        assert_eq!(c.decode(b"\xff\xff\xff\xffxx"), Err(err));
+        assert_eq!(c.decode(b"\x00\x00\x04\x00"), Ok(Decoded::Incomplete));
+        assert!(c.decode(b"\x00\x00\x04\x01").is_err());
+    }
+
+    #[test]
+    fn u64_lengths_beyond_usize_are_rejected() {
+        let mut c = codec(8, Endian::Little);
+        assert!(matches!(
+            c.decode(&[0xff; 8]),
+            Err(FrameError::TooLong { len: u64::MAX, .. })
+        ));
+    }
+
+    #[test]
+    fn skips_oversized_payload_as_it_arrives() {
+        let mut c = LengthCodec::new(2, Endian::Big, 4, Oversize::Skip);
+        let err = FrameError::TooLong { len: 10, max: 4 };
+        // Header plus 3 of 10 payload bytes: drop all 5, 7 still to discard.
+        assert_eq!(c.decode(b"\x00\x0aabc"), Ok(Decoded::Oversize(5, err)));
+        assert_eq!(c.decode(b""), Ok(Decoded::Incomplete));
+        assert_eq!(c.decode(b"defg"), Ok(Decoded::Skip(4)));
+        assert_eq!(c.decode(b"hij\x00\x01z"), Ok(Decoded::Skip(3)));
+        assert_eq!(c.decode(b"\x00\x01z"), Ok(Decoded::Frame(3)));
+    }
+
+    #[test]
+    fn encoder_refuses_payload_too_long_for_header() {
+        let c = codec(1, Endian::Big);
+        let mut dst = BytesMut::new();
+        assert!(c.encode(&[0; 255], &mut dst).is_ok());
+        assert_eq!(
+            c.encode(&[0; 256], &mut dst),
+            Err(FrameError::PayloadTooLong { len: 256, max: 255 })
+        );
+    }
+}

@@ -1,0 +1,35 @@
+//! framecast: a single-threaded, readiness-based TCP daemon that cuts byte streams into
+//! frames — however the kernel splits or merges them ("half" and "sticky" packets) — and
+//! echoes them to their sender.
+//!
+//! # Layout
+//! - [`config`]: [`Config`], [`Framing`], sizes and their textual forms.
+//! - [`codec`]: sans-IO framing (length-prefixed, line, fixed, raw); no sockets, no clocks.
+//! - [`mode`]: where a complete frame goes; pure decisions, no I/O.
+//! - [`server`]: the mio reactor: listeners, a slab of connections, read/frame/flush.
+//! - `src/bin/framecast.rs`: the daemon's command line.
+//!
+//! # Example
+//! ```no_run
+//! use framecast::{Config, Server};
+//!
+//! let mut config = Config::default();
+//! config.listen = vec!["127.0.0.1:0".parse().unwrap()];
+//! let mut server = Server::bind(config).unwrap();
+//! println!("listening on {:?}", server.local_addrs());
+//! server.run().unwrap();
+//! ```
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod codec;
+pub mod config;
+pub mod mode;
+pub mod server;
+
+pub use codec::{Codec, Decoder, Encoder, FrameError};
+pub use config::{Config, Framing};
+pub use mode::Mode;
+pub use server::{Server, StartError};

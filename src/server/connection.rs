@@ -1,0 +1,103 @@
+//! One client connection: its socket, input buffer, codec, output queue and the small
+//! state machine that decides what it wants from the poller. It does its own I/O but
+//! knows nothing of other connections or of modes.
+
+use std::io;
+use std::net::SocketAddr;
+
+use mio::net::TcpStream;
+use mio::Interest;
+
+use super::output::Output;
+use super::read_buf::ReadBuf;
+use crate::codec::Codec;
+
+/// Where a connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Reading and writing.
+    Open,
+    /// No more reading (end of stream or a protocol error): flush what is queued, then close.
+    Draining,
+    /// Done; waiting to be deregistered and dropped at the end of the loop turn.
+    Closed,
+}
+
+/// A client connection.
+#[derive(Debug)]
+pub struct Connection {
+    /// The socket, non-blocking, registered under the connection's slab key.
+    pub stream: TcpStream,
+    /// The peer's address, for logs.
+    pub peer: SocketAddr,
+    /// Bytes received and not yet framed.
+    pub input: ReadBuf,
+    /// This connection's framing state.
+    pub codec: Codec,
+    /// Frames waiting to be written to this peer.
+    pub output: Output,
+    /// Where the connection is in its life.
+    pub phase: Phase,
+    /// The socket may hold unread bytes: set by a readable event, cleared by `WouldBlock`.
+    /// Edge-triggered readiness fires once, so a connection that stops reading early
+    /// (budget spent, backpressure) must remember this itself.
+    pub readable: bool,
+    /// Reading is stopped because `output` passed the cap (backpressure).
+    pub paused: bool,
+    /// Already on the server's list of connections to read this turn.
+    pub in_ready: bool,
+    /// Already on the server's list of connections to flush before the next poll.
+    pub in_dirty: bool,
+    /// The interest currently registered with the poller.
+    pub registered: Interest,
+}
+
+impl Connection {
+    /// A new open connection, registered for `READABLE`.
+    pub fn new(stream: TcpStream, peer: SocketAddr, codec: Codec) -> Self {
+        Connection {
+            stream,
+            peer,
+            input: ReadBuf::new(codec.max_pending()),
+            codec,
+            output: Output::default(),
+            phase: Phase::Open,
+            readable: false,
+            paused: false,
+            in_ready: false,
+            in_dirty: false,
+            registered: Interest::READABLE,
+        }
+    }
+
+    /// True while the connection should be read from: open, not paused, and possibly
+    /// holding unread bytes.
+    pub fn wants_read(&self) -> bool {
+        self.phase == Phase::Open && self.readable && !self.paused
+    }
+
+    /// The interest the connection needs now: `WRITABLE` only while output is pending.
+    pub fn interest(&self) -> Interest {
+        if self.output.is_empty() {
+            Interest::READABLE
+        } else {
+            Interest::READABLE | Interest::WRITABLE
+        }
+    }
+
+    /// Reads once from the socket into the input buffer.
+    ///
+    /// # Errors
+    /// As `Read::read` on the socket.
+    pub fn read(&mut self) -> io::Result<usize> {
+        self.input.read_from(&mut self.stream)
+    }
+
+    /// Writes queued output until done or the socket would block.
+    ///
+    /// # Errors
+    /// Any write error but `WouldBlock` and `Interrupted`.
+    pub fn flush(&mut self) -> io::Result<usize> {
+        self.output.write_to(&mut self.stream)
+    }
+}

@@ -1,0 +1,199 @@
+//! A connection's input buffer: received bytes waiting to be framed, plus zeroed room
+//! for the next read. Frames leave it as zero-copy [`Bytes`] split off the front.
+//!
+//! Safe Rust cannot read into uninitialised memory, so the room after the received
+//! bytes is zeroed once when it is made and then reused by read after read; a small
+//! read never pays for zeroing a large buffer.
+
+use std::io::{self, Read};
+
+use bytes::{Buf, Bytes, BytesMut};
+
+/// Room made for the first read on a connection, in bytes: small, so idle connections
+/// stay cheap (a connection holds no buffer at all until its first read).
+pub const MIN_CHUNK: usize = 16 << 10;
+/// Largest room made for ordinary reads, in bytes: reads that fill their room double
+/// it up to this. Frames larger than this grow the buffer with the bytes that arrive.
+pub const MAX_CHUNK: usize = 64 << 10;
+/// An empty buffer with more capacity than this (left by a large frame) is released.
+const RELEASE_ABOVE: usize = 4 * MAX_CHUNK;
+
+/// Received bytes not yet framed, and room to receive more.
+#[derive(Debug)]
+pub struct ReadBuf {
+    /// `buf[..filled]` are received bytes; `buf[filled..]` is zeroed or stale room.
+    buf: BytesMut,
+    /// How many leading bytes of `buf` were received.
+    filled: usize,
+    /// Room to make next time it runs out; doubles while reads fill it.
+    chunk: usize,
+    /// The most bytes ever worth holding: one pending frame plus one chunk.
+    limit: usize,
+}
+
+impl ReadBuf {
+    /// An empty buffer for a codec whose incomplete frames hold at most `max_pending` bytes.
+    pub fn new(max_pending: usize) -> Self {
+        ReadBuf {
+            buf: BytesMut::new(),
+            filled: 0,
+            chunk: MIN_CHUNK,
+            limit: max_pending.saturating_add(MAX_CHUNK),
+        }
+    }
+
+    /// Received bytes not yet consumed.
+    pub fn data(&self) -> &[u8] {
+        &self.buf[..self.filled]
+    }
+
+    /// True when no received bytes are waiting.
+    pub fn is_empty(&self) -> bool {
+        self.filled == 0
+    }
+
+    /// Reads once from `src` into the room, making room first if little is left.
+    /// Returns what `read` returned; `Ok(0)` is end of stream.
+    ///
+    /// # Errors
+    /// Whatever `src.read` reports, `WouldBlock` and `Interrupted` included.
+    pub fn read_from<R: Read>(&mut self, src: &mut R) -> io::Result<usize> {
+        if self.buf.len() - self.filled < self.chunk / 2 {
+            self.make_room();
+        }
+        let room = &mut self.buf[self.filled..];
+        let full = room.len();
+        let n = src.read(room)?;
+        if n == full && self.chunk < MAX_CHUNK {
+            self.chunk *= 2;
+        }
+        self.filled += n.min(full);
+        Ok(n)
+    }
+
+    /// Removes the first `n` received bytes and returns them, without copying.
+    pub fn split(&mut self, n: usize) -> Bytes {
+        let n = n.min(self.filled);
+        self.filled -= n;
+        let taken = self.buf.split_to(n).freeze();
+        self.release_if_oversized();
+        taken
+    }
+
+    /// Drops the first `n` received bytes.
+    pub fn discard(&mut self, n: usize) {
+        let n = n.min(self.filled);
+        self.filled -= n;
+        self.buf.advance(n);
+        self.release_if_oversized();
+    }
+
+    /// Once a large frame has left, drops the buffer that held it rather than keeping
+    /// it for an ordinary stream.
+    fn release_if_oversized(&mut self) {
+        if self.filled == 0 && self.buf.capacity() > RELEASE_ABOVE {
+            self.buf = BytesMut::new();
+        }
+    }
+
+    /// Makes at least `chunk` bytes of zeroed room after the received bytes, growing
+    /// with them so a large frame is assembled in O(its size) copies.
+    fn make_room(&mut self) {
+        self.buf.truncate(self.filled);
+        let ceiling = self.limit.saturating_sub(self.filled).max(MIN_CHUNK);
+        let want = self.chunk.max(self.filled).min(ceiling);
+        self.buf.reserve(want);
+        self.buf.resize(self.filled + want, 0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reader that hands out `data` in pieces of at most `step` bytes.
+    struct Trickle<'a> {
+        data: &'a [u8],
+        step: usize,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.step.min(buf.len()).min(self.data.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn keeps_bytes_in_order_across_reads_and_splits() {
+        let data: Vec<u8> = (0..200_000u32).map(|i| i as u8).collect();
+        let mut src = Trickle {
+            data: &data,
+            step: 7_001,
+        };
+        let mut buf = ReadBuf::new(1 << 20);
+        let mut out = Vec::new();
+        while buf.read_from(&mut src).unwrap() > 0 {
+            let half = buf.data().len() / 2;
+            out.extend_from_slice(&buf.split(half));
+        }
+        out.extend_from_slice(&buf.split(usize::MAX));
+        assert_eq!(out, data);
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn grows_to_hold_a_large_frame_then_lets_it_go() {
+        let data = vec![9u8; 3 << 20];
+        let mut src = Trickle {
+            data: &data,
+            step: usize::MAX,
+        };
+        let mut buf = ReadBuf::new(4 << 20);
+        while buf.data().len() < data.len() {
+            assert!(buf.read_from(&mut src).unwrap() > 0);
+        }
+        assert!(
+            buf.buf.capacity() <= 2 * buf.limit,
+            "growth is bounded by the limit"
+        );
+        let frame = buf.split(data.len());
+        assert_eq!(frame.len(), data.len());
+        drop(frame);
+        let mut more = Trickle {
+            data: b"next",
+            step: 4,
+        };
+        assert_eq!(buf.read_from(&mut more).unwrap(), 4);
+        assert!(
+            buf.buf.capacity() < 1 << 20,
+            "the large buffer was released"
+        );
+    }
+
+    #[test]
+    fn room_doubles_only_while_reads_fill_it() {
+        let data = vec![1u8; 1 << 20];
+        let mut src = Trickle {
+            data: &data,
+            step: usize::MAX,
+        };
+        let mut buf = ReadBuf::new(8 << 20);
+        for _ in 0..8 {
+            buf.read_from(&mut src).unwrap();
+            buf.discard(usize::MAX);
+        }
+        assert_eq!(buf.chunk, MAX_CHUNK);
+        let mut small = ReadBuf::new(8 << 20);
+        let mut src = Trickle {
+            data: &data,
+            step: 100,
+        };
+        for _ in 0..8 {
+            small.read_from(&mut src).unwrap();
+        }
+        assert_eq!(small.chunk, MIN_CHUNK);
+    }
+}
