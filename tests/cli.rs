@@ -1,0 +1,89 @@
+//! The daemon's command line: listening lines, busy ports, bad flag values.
+
+mod common;
+
+use std::net::TcpListener;
+use std::process::{Command, Output};
+
+use common::{echo_roundtrip, frame_u32be, Daemon};
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_framecast"))
+        .args(args)
+        .output()
+        .expect("run framecast")
+}
+
+#[test]
+fn prints_the_real_port_for_each_listener() {
+    let daemon = Daemon::start(&["--listen", "127.0.0.1:0", "--listen", "127.0.0.1:0"]);
+    assert_eq!(daemon.addrs.len(), 2);
+    assert_ne!(daemon.addrs[0].port(), 0);
+    assert_ne!(daemon.addrs[0], daemon.addrs[1]);
+    for addr in &daemon.addrs {
+        echo_roundtrip(
+            &mut common::connect(*addr),
+            &frame_u32be(addr.to_string().as_bytes()),
+        );
+    }
+}
+
+#[test]
+fn busy_port_exits_1_naming_the_address() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = run(&["--listen", &addr]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("cannot listen on {addr}")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("in use"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one clear line: {stderr}");
+    assert!(!stderr.contains("panicked"));
+}
+
+#[test]
+fn bad_flag_values_are_usage_errors_naming_the_flag() {
+    let cases: [(&[&str], &str); 8] = [
+        (&["--max-frame", "lots"], "--max-frame"),
+        (&["--max-output", "1.5MiB"], "--max-output"),
+        (&["--framing", "u24be"], "--framing"),
+        (&["--mode", "gossip"], "--mode"),
+        (&["--listen", "localhost"], "--listen"),
+        (&["--max-connections", "many"], "--max-connections"),
+        (&["--max-frame", "0"], "--max-frame"),
+        (
+            &["--framing", "fixed:2MiB", "--max-frame", "1MiB"],
+            "--framing",
+        ),
+    ];
+    for (args, flag) in cases {
+        let out = run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(flag),
+            "{args:?} should name {flag}: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+#[test]
+fn help_lists_every_flag() {
+    let out = run(&["--help"]);
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--listen",
+        "--mode",
+        "--framing",
+        "--max-frame",
+        "--max-output",
+        "--max-connections",
+    ] {
+        assert!(help.contains(flag), "help lacks {flag}");
+    }
+}

@@ -1,0 +1,232 @@
+//! Test helpers: start the real `framecast` binary on `127.0.0.1:0`, learn its port from
+//! the line it prints, and kill it by PID when the guard drops. Every wait is bounded.
+
+#![allow(dead_code)] // each test crate uses a different part of this module
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How long any single wait in a test may take before the test fails.
+pub const TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A running daemon, killed and reaped on drop.
+pub struct Daemon {
+    child: Child,
+    /// The first address it listens on.
+    pub addr: SocketAddr,
+    /// Every address it listens on, as printed.
+    pub addrs: Vec<SocketAddr>,
+    /// Everything it has written to stderr so far.
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Daemon {
+    /// Starts `framecast` with `args`, listening on `127.0.0.1:0` unless `args` name
+    /// addresses, and waits for its "listening on" lines.
+    pub fn start(args: &[&str]) -> Daemon {
+        Daemon::start_with_env(args, &[("RUST_LOG", "debug")])
+    }
+
+    /// Like [`Daemon::start`], with extra environment variables.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_framecast"));
+        let listeners = args.iter().filter(|a| **a == "--listen").count();
+        if listeners == 0 {
+            cmd.args(["--listen", "127.0.0.1:0"]);
+        }
+        cmd.args(args).envs(env.iter().copied());
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn framecast");
+        let stdout = child.stdout.take().expect("stdout");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let sink = Arc::clone(&stderr);
+        let err_pipe = child.stderr.take().expect("stderr");
+        thread::spawn(move || {
+            for line in BufReader::new(err_pipe).lines() {
+                let Ok(line) = line else { break };
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut daemon = Daemon {
+            child,
+            addr: ([0, 0, 0, 0], 0).into(),
+            addrs: Vec::new(),
+            stderr,
+        };
+        for _ in 0..listeners.max(1) {
+            let line = rx.recv_timeout(TIMEOUT).unwrap_or_else(|_| {
+                panic!(
+                    "framecast printed no listening line; stderr:\n{}",
+                    daemon.stderr()
+                )
+            });
+            let addr = line
+                .strip_prefix("framecast listening on ")
+                .and_then(|rest| rest.split(' ').next())
+                .and_then(|a| a.parse().ok())
+                .unwrap_or_else(|| panic!("unexpected first line: {line:?}"));
+            daemon.addrs.push(addr);
+        }
+        daemon.addr = daemon.addrs[0];
+        daemon
+    }
+
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Connects a blocking client with read and write timeouts.
+    pub fn connect(&self) -> TcpStream {
+        connect(self.addr)
+    }
+
+    /// The daemon's resident set size, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS")
+    }
+
+    /// Everything the daemon has logged so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits until the daemon's log contains `needle`.
+    pub fn wait_for_log(&self, needle: &str) {
+        let deadline = Instant::now() + TIMEOUT;
+        while !self.stderr().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "log never said {needle:?}:\n{}",
+                self.stderr()
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Returns the exit status if the daemon has exited.
+    pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().expect("try_wait")
+    }
+
+    /// Checks that the daemon is still running.
+    pub fn assert_alive(&mut self) {
+        assert!(
+            self.try_wait().is_none(),
+            "framecast exited; stderr:\n{}",
+            self.stderr()
+        );
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Connects a blocking client to `addr` with read and write timeouts.
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect_timeout(&addr, TIMEOUT).expect("connect");
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    stream.set_write_timeout(Some(TIMEOUT)).unwrap();
+    stream.set_nodelay(true).unwrap();
+    stream
+}
+
+/// A `u32be` frame: `struct.pack('!I', len(payload)) + payload`.
+pub fn frame_u32be(payload: &[u8]) -> Vec<u8> {
+    let mut frame = (payload.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(payload);
+    frame
+}
+
+/// Reads exactly `n` bytes.
+pub fn read_n(stream: &mut TcpStream, n: usize) -> Vec<u8> {
+    let mut buf = vec![0; n];
+    stream
+        .read_exact(&mut buf)
+        .unwrap_or_else(|e| panic!("reading {n} bytes: {e}"));
+    buf
+}
+
+/// Reads until the peer closes; a reset after the data counts as a close.
+pub fn read_to_end(stream: &mut TcpStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 64 << 10];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return out,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return out,
+            Err(e) => panic!("read_to_end after {} bytes: {e}", out.len()),
+        }
+    }
+}
+
+/// Sends `frames` in one write, reads them all back and checks they are identical.
+pub fn echo_roundtrip(stream: &mut TcpStream, frames: &[u8]) {
+    stream.write_all(frames).unwrap();
+    assert_eq!(read_n(stream, frames.len()), frames, "echo differs");
+}
+
+/// Closes the write side and checks the daemon then sends `expected` and closes.
+pub fn finish(stream: &mut TcpStream, expected: &[u8]) {
+    stream.shutdown(Shutdown::Write).unwrap();
+    let got = read_to_end(stream);
+    assert_eq!(got.len(), expected.len(), "byte count after half-close");
+    assert!(got == expected, "bytes after half-close differ");
+}
+
+/// A small deterministic generator (xorshift64*), so failures reproduce.
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from a seed.
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.max(1))
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A number in `0..n`.
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+
+    /// `n` random bytes.
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next_u64() as u8).collect()
+    }
+}

@@ -1,0 +1,157 @@
+//! Hostile and careless clients: a 4 GiB declared length, a client that never reads,
+//! more clients than allowed. Each is contained; nobody else notices; memory stays flat.
+
+mod common;
+
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{echo_roundtrip, finish, frame_u32be, read_to_end, Daemon, TIMEOUT};
+
+#[test]
+fn four_gib_declared_length_closes_only_that_connection_and_costs_nothing() {
+    let mut daemon = Daemon::start(&[]);
+    let mut good = daemon.connect();
+    echo_roundtrip(&mut good, &frame_u32be(&[1; 100_000]));
+    let before = daemon.rss_kib();
+
+    let mut hostile = daemon.connect();
+    let mut wire = frame_u32be(b"ok");
+    wire.extend_from_slice(&u32::MAX.to_be_bytes());
+    wire.extend_from_slice(&[0xAB; 1000]);
+    hostile.write_all(&wire).unwrap();
+    // The complete frame before the bad header is still echoed, then the close.
+    assert_eq!(read_to_end(&mut hostile), frame_u32be(b"ok"));
+    daemon.wait_for_log(
+        "protocol error: declared frame length 4294967295 exceeds the maximum 8388608",
+    );
+
+    echo_roundtrip(&mut good, &frame_u32be(b"unaffected"));
+    let after = daemon.rss_kib();
+    assert!(
+        after < before + 1024,
+        "RSS grew from {before} KiB to {after} KiB"
+    );
+    daemon.assert_alive();
+}
+
+#[test]
+fn line_longer_than_max_frame_is_a_protocol_error() {
+    let daemon = Daemon::start(&["--framing", "line", "--max-frame", "1KiB"]);
+    let mut client = daemon.connect();
+    client.write_all(b"short\n").unwrap();
+    client.write_all(&[b'x'; 4096]).unwrap();
+    assert_eq!(read_to_end(&mut client), b"short\n");
+    daemon.wait_for_log("line longer than the maximum 1024 bytes without a delimiter");
+}
+
+#[test]
+fn client_that_never_reads_stays_bounded_in_server_memory() {
+    let mut daemon = Daemon::start(&["--max-output", "1MiB", "--max-frame", "64KiB"]);
+    let mut bystander = daemon.connect();
+    echo_roundtrip(&mut bystander, &frame_u32be(&[7; 50_000]));
+    let before = daemon.rss_kib();
+
+    // Write frames without ever reading, until the daemon stops reading us (our writes
+    // block for a while) or 256 MiB have gone out.
+    let mut hog = daemon.connect();
+    hog.set_write_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let frame = frame_u32be(&[0x5A; 60_000]);
+    let mut sent = 0usize;
+    let deadline = Instant::now() + TIMEOUT;
+    while sent < 256 << 20 && Instant::now() < deadline {
+        match hog.write(&frame[sent % frame.len()..]) {
+            Ok(n) => sent += n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                break
+            }
+            Err(e) => panic!("hog write failed: {e}"),
+        }
+    }
+    assert!(
+        sent < 256 << 20,
+        "the daemon kept reading from a client that never reads"
+    );
+
+    // Bounded: max-output + max-frame + buffers, not what was sent.
+    let after = daemon.rss_kib();
+    assert!(
+        after < before + 8 * 1024,
+        "RSS grew from {before} KiB to {after} KiB after {sent} bytes sent"
+    );
+    // The bystander does not notice.
+    echo_roundtrip(&mut bystander, &frame_u32be(b"still fast"));
+
+    // Once the hog reads, everything it sent comes back: nothing was dropped.
+    hog.set_write_timeout(Some(TIMEOUT)).unwrap();
+    let received = {
+        let reader = hog.try_clone().unwrap();
+        let counter = thread::spawn(move || count_until_close(reader));
+        // Finish the partial frame we may have left, then half-close.
+        let partial = sent % frame.len();
+        if partial != 0 {
+            hog.write_all(&frame[partial..]).unwrap();
+            sent += frame.len() - partial;
+        }
+        hog.shutdown(std::net::Shutdown::Write).unwrap();
+        counter
+            .join()
+            .unwrap_or_else(|_| panic!("{}", daemon.stderr()))
+    };
+    assert_eq!(
+        received,
+        sent,
+        "bytes echoed vs bytes sent:\n{}",
+        daemon.stderr()
+    );
+    daemon.assert_alive();
+}
+
+/// Reads until close, checking every byte is part of a well-formed echo stream.
+fn count_until_close(mut stream: TcpStream) -> usize {
+    let mut total = 0;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return total,
+            Ok(n) => total += n,
+            Err(e) => panic!("reading the echo back after {total} bytes: {e}"),
+        }
+    }
+}
+
+#[test]
+fn connections_beyond_the_limit_are_closed_at_once() {
+    let daemon = Daemon::start(&["--max-connections", "5"]);
+    let mut admitted: Vec<TcpStream> = (0..5)
+        .map(|i| {
+            let mut c = daemon.connect();
+            echo_roundtrip(&mut c, &frame_u32be(format!("client {i}").as_bytes()));
+            c
+        })
+        .collect();
+    for _ in 0..3 {
+        let mut refused = daemon.connect();
+        assert_eq!(
+            read_to_end(&mut refused),
+            b"",
+            "a refused client gets no data, just a close"
+        );
+    }
+    daemon.wait_for_log("refused 1 connection(s): at the limit of 5 connections");
+    for c in &mut admitted {
+        echo_roundtrip(c, &frame_u32be(b"still served"));
+    }
+    // A slot frees up once an admitted client leaves.
+    finish(&mut admitted[0], b"");
+    let mut late = daemon.connect();
+    echo_roundtrip(&mut late, &frame_u32be(b"room again"));
+}
