@@ -7,7 +7,10 @@
 //! - [`codec`]: sans-IO framing (length-prefixed, line, fixed, raw); no sockets, no clocks.
 //! - [`mode`]: where a complete frame goes; pure decisions, no I/O.
 //! - [`server`]: the mio reactor: listeners, a slab of connections, read/frame/flush.
+//! - [`bench`]: the load generator behind `framecast-bench`: event-driven clients that
+//!   verify every frame and report rates, latency, errors and CPU per frame.
 //! - `src/bin/framecast.rs`: the daemon's command line.
+//! - `src/bin/framecast-bench.rs`: the load generator's command line.
 //!
 //! # Example
 //! ```no_run
@@ -24,6 +27,7 @@
 #![warn(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod bench;
 pub mod codec;
 pub mod config;
 pub mod mode;

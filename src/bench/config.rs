@@ -1,0 +1,543 @@
+//! What a benchmark run is asked to do: target, framing, scenario, load shape, payload
+//! sizes, timing. Plain data, the parser for `--size MIN..MAX`, and the checks that
+//! make a configuration runnable; it knows nothing of sockets or of the command line.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::config::{parse_size, Framing, DEFAULT_MAX_FRAME};
+
+use super::payload::Format;
+
+/// Default target: where `framecast` listens by default.
+pub const DEFAULT_TARGET: &str = crate::config::DEFAULT_LISTEN;
+/// Default payload size in bytes: the issue's standard 512-byte frames.
+pub const DEFAULT_SIZE: usize = 512;
+/// Largest payload the bench sends, in bytes: the daemon's default `--max-frame`, so a
+/// default daemon never rejects a bench frame.
+pub const MAX_SIZE: usize = DEFAULT_MAX_FRAME;
+/// Most connections one run may open; far above what loopback tests need, low enough
+/// that a typo cannot exhaust the file descriptor table.
+pub const MAX_CONNECTIONS: usize = 100_000;
+/// Most frames one connection may keep in flight.
+pub const MAX_DEPTH: usize = 1 << 20;
+/// Longest run, warmup included: a bench is bounded in time even when mistyped.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+
+/// Which traffic pattern to generate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    /// Every connection sends frames and checks that each comes back to it, in order.
+    Echo {
+        /// Connections to open.
+        connections: usize,
+    },
+    /// Publishers send; every other connection (the subscribers and the other
+    /// publishers) receives and checks each frame and its publish→receive latency.
+    Broadcast {
+        /// Connections that send.
+        publishers: usize,
+        /// Connections that only receive.
+        subscribers: usize,
+    },
+}
+
+impl Scenario {
+    /// Connections the scenario opens in total.
+    pub fn connections(self) -> usize {
+        match self {
+            Scenario::Echo { connections } => connections,
+            Scenario::Broadcast {
+                publishers,
+                subscribers,
+            } => publishers.saturating_add(subscribers),
+        }
+    }
+
+    /// Connections that send frames.
+    pub fn senders(self) -> usize {
+        match self {
+            Scenario::Echo { connections } => connections,
+            Scenario::Broadcast { publishers, .. } => publishers,
+        }
+    }
+
+    /// The scenario's name on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Echo { .. } => "echo",
+            Scenario::Broadcast { .. } => "broadcast",
+        }
+    }
+}
+
+/// How fast frames are sent.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Load {
+    /// Closed loop: echo connections keep `depth` frames in flight (1 is strict
+    /// ping-pong); a broadcast publisher stays at most `depth` frames ahead of its
+    /// slowest receiver.
+    Closed {
+        /// Frames in flight per sending connection.
+        depth: usize,
+    },
+    /// Open loop: `rate` frames per second in total, spread evenly over the sending
+    /// connections and sent on schedule whatever the replies do. Latency counts from
+    /// each frame's intended send time (coordinated omission corrected).
+    Open {
+        /// Frames per second, all senders together.
+        rate: f64,
+    },
+}
+
+/// Payload sizes: one size, or sizes drawn uniformly from an inclusive range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SizeRange {
+    /// Smallest payload, in bytes.
+    pub min: usize,
+    /// Largest payload, in bytes (equal to `min` for a single size).
+    pub max: usize,
+}
+
+impl SizeRange {
+    /// A single size.
+    pub fn fixed(size: usize) -> SizeRange {
+        SizeRange {
+            min: size,
+            max: size,
+        }
+    }
+
+    /// True when every payload has the same size.
+    pub fn is_fixed(&self) -> bool {
+        self.min == self.max
+    }
+}
+
+impl fmt::Display for SizeRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_fixed() {
+            write!(f, "{}", self.min)
+        } else {
+            write!(f, "{}..{}", self.min, self.max)
+        }
+    }
+}
+
+/// A `--size` that is neither a size nor a range of sizes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseSizeRangeError(String);
+
+impl fmt::Display for ParseSizeRangeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid size '{}' (expected BYTES or MIN..MAX, e.g. 512, 4KiB or 64..1024)",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for ParseSizeRangeError {}
+
+impl FromStr for SizeRange {
+    type Err = ParseSizeRangeError;
+
+    /// Parses `512`, `4KiB` or `64..1024` (inclusive; units as for `--max-frame`).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || ParseSizeRangeError(s.to_owned());
+        match s.split_once("..") {
+            None => parse_size(s).map(SizeRange::fixed).map_err(|_| bad()),
+            Some((min, max)) => {
+                let min = parse_size(min).map_err(|_| bad())?;
+                let max = parse_size(max).map_err(|_| bad())?;
+                if min > max {
+                    return Err(bad());
+                }
+                Ok(SizeRange { min, max })
+            }
+        }
+    }
+}
+
+/// Everything one benchmark run needs.
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    /// The server to load.
+    pub target: SocketAddr,
+    /// How frames are delimited on the wire; `raw` sends fixed-size messages unframed.
+    pub framing: Framing,
+    /// Echo or broadcast, with the connection counts.
+    pub scenario: Scenario,
+    /// Closed loop (depth) or open loop (rate).
+    pub load: Load,
+    /// Payload sizes.
+    pub size: SizeRange,
+    /// Measured time, after the warmup.
+    pub duration: Duration,
+    /// Time under load before measuring starts (connections are already up).
+    pub warmup: Duration,
+    /// New connections per second while connecting; `None` opens them all at once.
+    pub connect_rate: Option<f64>,
+    /// Event-loop threads; each owns a share of the connections.
+    pub threads: usize,
+    /// A process (the server) whose CPU time is reported per frame.
+    pub server_pid: Option<u32>,
+    /// Seed of the random payload sizes, so runs are reproducible.
+    pub seed: u64,
+}
+
+impl BenchConfig {
+    /// A closed-loop echo run of 50 connections at depth 1 with 512-byte payloads
+    /// against `target`, for 10 s after 1 s of warmup.
+    pub fn new(target: SocketAddr) -> BenchConfig {
+        BenchConfig {
+            target,
+            framing: Framing::default(),
+            scenario: Scenario::Echo { connections: 50 },
+            load: Load::Closed { depth: 1 },
+            size: SizeRange::fixed(DEFAULT_SIZE),
+            duration: Duration::from_secs(10),
+            warmup: Duration::from_secs(1),
+            connect_rate: None,
+            threads: 1,
+            server_pid: None,
+            seed: 1,
+        }
+    }
+
+    /// The payload format the framing calls for.
+    pub fn format(&self) -> Format {
+        Format::for_framing(self.framing)
+    }
+
+    /// Threads actually used: never more than there are connections.
+    pub fn effective_threads(&self) -> usize {
+        self.threads.clamp(1, self.scenario.connections().max(1))
+    }
+
+    /// Checks that the configuration can run.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the first problem, in the command line's words.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let header = self.format().header_len();
+        if self.size.min < header {
+            return Err(ConfigError::SizeBelowHeader {
+                size: self.size.min,
+                header,
+            });
+        }
+        let largest = match self.framing {
+            Framing::Length { width, .. } if width < 8 => MAX_SIZE.min((1usize << (8 * width)) - 1),
+            _ => MAX_SIZE,
+        };
+        if self.size.max > largest {
+            return Err(ConfigError::SizeAboveMax {
+                size: self.size.max,
+                max: largest,
+                framing: self.framing,
+            });
+        }
+        match self.framing {
+            Framing::Fixed(n) if self.size != SizeRange::fixed(n) => {
+                return Err(ConfigError::FixedSizeMismatch {
+                    size: self.size,
+                    fixed: n,
+                });
+            }
+            Framing::Raw if !self.size.is_fixed() => {
+                return Err(ConfigError::RawNeedsOneSize { size: self.size });
+            }
+            _ => {}
+        }
+        match self.scenario {
+            Scenario::Echo { connections } => {
+                check_count("--connections", connections, MAX_CONNECTIONS)?
+            }
+            Scenario::Broadcast {
+                publishers,
+                subscribers,
+            } => {
+                check_count("--publishers", publishers, MAX_CONNECTIONS)?;
+                if publishers.saturating_add(subscribers) > MAX_CONNECTIONS {
+                    return Err(ConfigError::OutOfRange {
+                        flag: "--subscribers",
+                        value: subscribers.to_string(),
+                        why: format!("publishers + subscribers must be at most {MAX_CONNECTIONS}"),
+                    });
+                }
+                if publishers == 1 && subscribers == 0 {
+                    return Err(ConfigError::OutOfRange {
+                        flag: "--subscribers",
+                        value: "0".into(),
+                        why: "one publisher needs at least one subscriber to deliver to".into(),
+                    });
+                }
+            }
+        }
+        match self.load {
+            Load::Closed { depth } => check_count("--depth", depth, MAX_DEPTH)?,
+            Load::Open { rate } if !(rate.is_finite() && rate > 0.0) => {
+                return Err(ConfigError::OutOfRange {
+                    flag: "--rate",
+                    value: rate.to_string(),
+                    why: "must be a positive number of frames per second".into(),
+                });
+            }
+            Load::Open { .. } => {}
+        }
+        if let Some(rate) = self.connect_rate {
+            if !(rate.is_finite() && rate > 0.0) {
+                return Err(ConfigError::OutOfRange {
+                    flag: "--connect-rate",
+                    value: rate.to_string(),
+                    why: "must be a positive number of connections per second".into(),
+                });
+            }
+        }
+        check_count("--threads", self.threads, 1024)?;
+        if self.duration.is_zero() || self.duration + self.warmup > MAX_DURATION {
+            return Err(ConfigError::OutOfRange {
+                flag: "--duration",
+                value: format!("{:?}", self.duration),
+                why: format!(
+                    "must be more than 0 and, with the warmup, at most {} s",
+                    MAX_DURATION.as_secs()
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Checks `1 <= value <= max` for a count flag.
+fn check_count(flag: &'static str, value: usize, max: usize) -> Result<(), ConfigError> {
+    if value == 0 || value > max {
+        return Err(ConfigError::OutOfRange {
+            flag,
+            value: value.to_string(),
+            why: format!("must be between 1 and {max}"),
+        });
+    }
+    Ok(())
+}
+
+/// A configuration that cannot run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConfigError {
+    /// Payloads too small for the integrity header.
+    SizeBelowHeader {
+        /// The smallest payload asked for.
+        size: usize,
+        /// The header's size in this framing's payload format.
+        header: usize,
+    },
+    /// Payloads too large for the framing's length header (or the bench's maximum).
+    SizeAboveMax {
+        /// The largest payload asked for.
+        size: usize,
+        /// The largest payload possible.
+        max: usize,
+        /// The framing.
+        framing: Framing,
+    },
+    /// `fixed:N` framing with payloads of another size.
+    FixedSizeMismatch {
+        /// The sizes asked for.
+        size: SizeRange,
+        /// The framing's frame size.
+        fixed: usize,
+    },
+    /// `raw` framing with a range of sizes: messages are cut by size on the way back.
+    RawNeedsOneSize {
+        /// The sizes asked for.
+        size: SizeRange,
+    },
+    /// A count or rate outside its range.
+    OutOfRange {
+        /// The flag, as on the command line.
+        flag: &'static str,
+        /// The value given.
+        value: String,
+        /// What it must be.
+        why: String,
+    },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::SizeBelowHeader { size, header } => write!(
+                f,
+                "invalid value '{size}' for '--size': a payload must hold the {header}-byte \
+                 integrity header (checksum, connection id, length, sequence number, timestamp); \
+                 use --size {header} or more"
+            ),
+            ConfigError::SizeAboveMax { size, max, framing } => write!(
+                f,
+                "invalid value '{size}' for '--size': {framing} frames carry at most {max} bytes"
+            ),
+            ConfigError::FixedSizeMismatch { size, fixed } => write!(
+                f,
+                "invalid value '{size}' for '--size': framing fixed:{fixed} needs --size {fixed}"
+            ),
+            ConfigError::RawNeedsOneSize { size } => write!(
+                f,
+                "invalid value '{size}' for '--size': raw framing sends fixed-size messages, \
+                 counted by bytes; give one size"
+            ),
+            ConfigError::OutOfRange { flag, value, why } => {
+                write!(f, "invalid value '{value}' for '{flag}': {why}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> BenchConfig {
+        BenchConfig::new(([127, 0, 0, 1], 7070).into())
+    }
+
+    #[test]
+    fn parses_single_sizes_and_inclusive_ranges() {
+        assert_eq!("512".parse(), Ok(SizeRange::fixed(512)));
+        assert_eq!("4KiB".parse(), Ok(SizeRange::fixed(4096)));
+        assert_eq!("64..1024".parse(), Ok(SizeRange { min: 64, max: 1024 }));
+        assert_eq!(
+            "1KiB..1MiB".parse(),
+            Ok(SizeRange {
+                min: 1024,
+                max: 1 << 20
+            })
+        );
+        assert_eq!("100..100".parse(), Ok(SizeRange::fixed(100)));
+    }
+
+    #[test]
+    fn rejects_bad_sizes_and_reversed_ranges() {
+        for text in [
+            "", "..", "10..", "..10", "1024..64", "a..b", "1.5KiB", "64...128", "-1",
+        ] {
+            assert!(
+                text.parse::<SizeRange>().is_err(),
+                "{text:?} should not parse"
+            );
+        }
+        let error = "1024..64".parse::<SizeRange>().unwrap_err().to_string();
+        assert!(error.contains("MIN..MAX"), "{error}");
+    }
+
+    #[test]
+    fn size_ranges_display_as_parsed() {
+        assert_eq!(SizeRange::fixed(512).to_string(), "512");
+        assert_eq!(SizeRange { min: 64, max: 128 }.to_string(), "64..128");
+    }
+
+    #[test]
+    fn default_configuration_is_valid() {
+        assert_eq!(config().validate(), Ok(()));
+    }
+
+    #[test]
+    fn rejects_payloads_that_cannot_hold_the_integrity_header() {
+        let mut c = config();
+        c.size = "16..512".parse().unwrap();
+        let error = c.validate().unwrap_err();
+        assert_eq!(
+            error,
+            ConfigError::SizeBelowHeader {
+                size: 16,
+                header: 32
+            }
+        );
+        assert!(
+            error.to_string().contains("use --size 32 or more"),
+            "{error}"
+        );
+        // Line framing carries the header as text, which takes more room.
+        c.framing = Framing::Line;
+        c.size = SizeRange::fixed(40);
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::SizeBelowHeader { header: 64, .. })
+        ));
+    }
+
+    #[test]
+    fn rejects_payloads_too_long_for_the_length_header() {
+        let mut c = config();
+        c.framing = "u8".parse().unwrap();
+        c.size = SizeRange::fixed(256);
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::SizeAboveMax { max: 255, .. })
+        ));
+        c.size = SizeRange::fixed(255);
+        assert_eq!(c.validate(), Ok(()));
+    }
+
+    #[test]
+    fn fixed_and_raw_framings_need_one_matching_size() {
+        let mut c = config();
+        c.framing = "fixed:64".parse().unwrap();
+        c.size = SizeRange::fixed(512);
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::FixedSizeMismatch { fixed: 64, .. })
+        ));
+        c.size = SizeRange::fixed(64);
+        assert_eq!(c.validate(), Ok(()));
+        c.framing = Framing::Raw;
+        c.size = "64..128".parse().unwrap();
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::RawNeedsOneSize { .. })
+        ));
+    }
+
+    #[test]
+    fn rejects_zero_counts_and_rates() {
+        let mut c = config();
+        c.scenario = Scenario::Echo { connections: 0 };
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("--connections"));
+        let mut c = config();
+        c.load = Load::Closed { depth: 0 };
+        assert!(c.validate().unwrap_err().to_string().contains("--depth"));
+        let mut c = config();
+        c.load = Load::Open { rate: 0.0 };
+        assert!(c.validate().unwrap_err().to_string().contains("--rate"));
+        let mut c = config();
+        c.duration = Duration::ZERO;
+        assert!(c.validate().unwrap_err().to_string().contains("--duration"));
+        let mut c = config();
+        c.scenario = Scenario::Broadcast {
+            publishers: 1,
+            subscribers: 0,
+        };
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("--subscribers"));
+    }
+
+    #[test]
+    fn threads_never_exceed_connections() {
+        let mut c = config();
+        c.threads = 8;
+        c.scenario = Scenario::Echo { connections: 3 };
+        assert_eq!(c.effective_threads(), 3);
+    }
+}

@@ -1,0 +1,442 @@
+//! One bench connection: its socket, its role, what it has sent, what it expects back,
+//! the partial frame left over from the last read and the output not yet written. It
+//! does the connection's I/O and verification; *when* to send is the worker's call.
+
+use std::io::{self, Read, Write};
+
+use bytes::{Buf, BytesMut};
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+
+use super::payload::{self, Header};
+use super::stats::Stats;
+use super::track::SeqWindow;
+use super::worker::Plan;
+use crate::codec::{Codec, Decoded, Decoder, Encoder};
+
+/// A partial frame longer than this is read into the connection's own buffer rather
+/// than copied in front of the thread's shared read buffer on every read: copying a
+/// few hundred bytes is cheaper than a buffer per connection, copying megabytes is not.
+const INLINE_PENDING: usize = 16 << 10;
+/// Room added to a connection's own buffer for each read of a large frame.
+const PENDING_READ: usize = 64 << 10;
+
+/// What a connection does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Sends frames and expects each back.
+    Echo,
+    /// Sends frames for the others (and receives theirs, as broadcast delivers them).
+    Publisher,
+    /// Only receives.
+    Subscriber,
+}
+
+impl Role {
+    /// True if the connection sends frames.
+    pub fn sends(self) -> bool {
+        self != Role::Subscriber
+    }
+}
+
+/// How a read ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadEnd {
+    /// The socket is drained (a short read or `WouldBlock`).
+    Drained,
+    /// The read budget ran out with the socket still readable.
+    Budget,
+    /// The connection is finished; the reason says why, for the report.
+    Closed(Closed),
+}
+
+/// Why a connection ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Closed {
+    /// The server closed it (end of stream or reset).
+    ByServer(String),
+    /// An I/O error.
+    Io(String),
+    /// The stream broke the framing; nothing after that point can be trusted.
+    Framing(String),
+}
+
+/// One connection.
+pub struct Conn {
+    /// The socket, non-blocking, `TCP_NODELAY`.
+    pub stream: TcpStream,
+    /// Its token: its index in the worker's connection list.
+    pub token: Token,
+    /// Its id in payloads: unique across the run's threads.
+    pub id: u32,
+    /// What it does.
+    pub role: Role,
+    /// False once closed; a closed connection is deregistered and never touched again.
+    pub open: bool,
+    /// Cuts what comes back into frames (for `raw`, fixed-size messages).
+    decoder: Codec,
+    /// The partial frame left after the last read.
+    pending: Vec<u8>,
+    /// Frames encoded and not yet written.
+    out: BytesMut,
+    /// Whether the socket is registered for `WRITABLE` (only while output is pending).
+    wants_write: bool,
+    /// Frames generated so far: the next sequence number.
+    pub sent: u64,
+    /// Echo: this connection's own frames coming back. Broadcast: unused.
+    echo: SeqWindow,
+    /// Broadcast: each publisher's frames, indexed by publisher id.
+    pub sources: Vec<SeqWindow>,
+    /// Corrupted frames not yet matched with the gap they leave in a sequence.
+    unexplained: u64,
+    /// State of the size generator (xorshift64), seeded per connection.
+    rng: u64,
+    /// Open loop: this connection's schedule offset and interval, in nanoseconds.
+    pub schedule: (f64, f64),
+}
+
+impl Conn {
+    /// A connection with id `id` and role `role` over a connected `stream`.
+    pub fn new(stream: TcpStream, token: Token, id: u32, role: Role, plan: &Plan) -> Conn {
+        let sources = match role {
+            Role::Echo => Vec::new(),
+            _ => vec![SeqWindow::unstarted(); plan.publishers],
+        };
+        Conn {
+            stream,
+            token,
+            id,
+            role,
+            open: true,
+            decoder: plan.decoder.clone(),
+            pending: Vec::new(),
+            out: BytesMut::new(),
+            wants_write: false,
+            sent: 0,
+            echo: SeqWindow::starting_at(0),
+            sources,
+            unexplained: 0,
+            rng: plan.seed ^ (u64::from(id) + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1,
+            schedule: (0.0, 0.0),
+        }
+    }
+
+    /// Echo frames sent and neither answered nor accounted for as lost or corrupted.
+    pub fn in_flight(&self) -> u64 {
+        let answered = self.echo.next().unwrap_or(0) + self.unexplained;
+        self.sent.saturating_sub(answered)
+    }
+
+    /// Bytes encoded and not yet written.
+    pub fn queued(&self) -> usize {
+        self.out.len()
+    }
+
+    /// Encodes the next frame, stamped `stamp` ns since the epoch, into the output.
+    /// Returns its wire length.
+    pub fn push_frame(&mut self, plan: &Plan, stamp: u64) -> usize {
+        let len = self.next_size(plan);
+        let start = self.out.len();
+        let template = plan.pattern.template(self.sent, len);
+        if plan.encoder.encode(template, &mut self.out).is_err() {
+            // Sizes are validated against the framing before the run; a payload the
+            // encoder refuses is skipped rather than sent wrong.
+            self.out.truncate(start);
+            return 0;
+        }
+        let frame = &self.out[start..];
+        let at = offset_of(plan.encoder.payload(frame), frame);
+        let end = at + len;
+        let header = Header {
+            conn: self.id,
+            len: len as u32,
+            seq: self.sent,
+            stamp,
+        };
+        payload::write(plan.format, &mut self.out[start + at..start + end], &header);
+        self.sent += 1;
+        self.out.len() - start
+    }
+
+    /// The next payload size.
+    fn next_size(&mut self, plan: &Plan) -> usize {
+        let span = (plan.size.max - plan.size.min) as u64;
+        if span == 0 {
+            return plan.size.min;
+        }
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        plan.size.min + (self.rng % (span + 1)) as usize
+    }
+
+    /// Writes queued output until it is all written or the socket is full, then keeps
+    /// `WRITABLE` interest exactly while output remains.
+    ///
+    /// # Errors
+    /// The write error; the caller closes the connection.
+    pub fn flush(&mut self, registry: &Registry) -> io::Result<()> {
+        while !self.out.is_empty() {
+            match self.stream.write(&self.out) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.out.advance(n);
+                    if !self.out.is_empty() {
+                        // A short write means the send buffer is full: wait for WRITABLE
+                        // rather than spend a syscall on the WouldBlock.
+                        break;
+                    }
+                }
+                Err(e) if would_block(&e) => break,
+                Err(e) if interrupted(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let wants_write = !self.out.is_empty();
+        if wants_write != self.wants_write {
+            let interest = if wants_write {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            registry.reregister(&mut self.stream, self.token, interest)?;
+            self.wants_write = wants_write;
+        }
+        Ok(())
+    }
+
+    /// Reads until drained, closed or `budget` bytes, verifying every complete frame.
+    /// `shared` is the thread's read buffer; `clock` gives the time of each read in ns
+    /// since the epoch (one clock read per read call, not per frame).
+    pub fn read(
+        &mut self,
+        shared: &mut [u8],
+        plan: &Plan,
+        stats: &mut Stats,
+        measuring: bool,
+        budget: usize,
+        clock: &mut dyn FnMut() -> u64,
+    ) -> ReadEnd {
+        let mut budget = budget;
+        loop {
+            let result = if self.pending.len() > INLINE_PENDING {
+                self.read_large(plan, stats, measuring, clock)
+            } else {
+                self.read_shared(shared, plan, stats, measuring, clock)
+            };
+            match result {
+                Ok((0, _)) => {
+                    let why = if self.pending.is_empty() {
+                        "end of stream".to_owned()
+                    } else {
+                        format!(
+                            "end of stream in the middle of a frame ({} bytes pending)",
+                            self.pending.len()
+                        )
+                    };
+                    return ReadEnd::Closed(Closed::ByServer(why));
+                }
+                Ok((n, room)) if n < room => {
+                    // Edge-triggered readiness: a short read emptied the socket, and
+                    // anything arriving later raises a new event (tokio relies on the
+                    // same), so the WouldBlock read is not worth a syscall.
+                    return ReadEnd::Drained;
+                }
+                Ok((n, _)) => {
+                    budget = budget.saturating_sub(n);
+                    if budget == 0 {
+                        return ReadEnd::Budget;
+                    }
+                }
+                Err(ReadError::Closed(closed)) => return ReadEnd::Closed(closed),
+                Err(ReadError::Io(e)) if would_block(&e) => return ReadEnd::Drained,
+                Err(ReadError::Io(e)) if e.kind() == io::ErrorKind::ConnectionReset => {
+                    return ReadEnd::Closed(Closed::ByServer(e.to_string()))
+                }
+                Err(ReadError::Io(e)) => return ReadEnd::Closed(Closed::Io(e.to_string())),
+            }
+        }
+    }
+
+    /// One read into the thread's buffer, behind the (small) pending partial frame;
+    /// returns the bytes read and the room there was.
+    fn read_shared(
+        &mut self,
+        shared: &mut [u8],
+        plan: &Plan,
+        stats: &mut Stats,
+        measuring: bool,
+        clock: &mut dyn FnMut() -> u64,
+    ) -> Result<(usize, usize), ReadError> {
+        let kept = self.pending.len();
+        let room = shared.len() - kept;
+        shared[..kept].copy_from_slice(&self.pending);
+        let n = read_some(&mut self.stream, &mut shared[kept..])?;
+        if n > 0 {
+            let data = &shared[..kept + n];
+            let used = self.frames(data, plan, stats, measuring, clock())?;
+            self.pending.clear();
+            self.pending.extend_from_slice(&data[used..]);
+        }
+        Ok((n, room))
+    }
+
+    /// One read into the connection's own buffer, for a large partial frame.
+    fn read_large(
+        &mut self,
+        plan: &Plan,
+        stats: &mut Stats,
+        measuring: bool,
+        clock: &mut dyn FnMut() -> u64,
+    ) -> Result<(usize, usize), ReadError> {
+        let kept = self.pending.len();
+        self.pending.resize(kept + PENDING_READ, 0);
+        let read = read_some(&mut self.stream, &mut self.pending[kept..]);
+        self.pending.truncate(kept + *read.as_ref().unwrap_or(&0));
+        let n = read?;
+        if n > 0 {
+            let pending = std::mem::take(&mut self.pending);
+            let used = self.frames(&pending, plan, stats, measuring, clock());
+            self.pending = pending;
+            let used = used?;
+            self.pending.copy_within(used.., 0);
+            self.pending.truncate(self.pending.len() - used);
+        }
+        Ok((n, PENDING_READ))
+    }
+
+    /// Verifies every complete frame at the front of `data`; returns the bytes used.
+    fn frames(
+        &mut self,
+        data: &[u8],
+        plan: &Plan,
+        stats: &mut Stats,
+        measuring: bool,
+        now: u64,
+    ) -> Result<usize, ReadError> {
+        let mut used = 0;
+        let mut frames = 0u64;
+        while used < data.len() {
+            let rest = &data[used..];
+            let n = match self.decoder.decode(rest) {
+                Ok(Decoded::Frame(n)) => n,
+                Ok(Decoded::Incomplete) => break,
+                // The decoder closes on oversize, so these two are one case.
+                Ok(Decoded::Skip(_) | Decoded::Oversize(..)) => {
+                    stats.integrity.corrupted += 1;
+                    return Err(Closed::Framing("oversized frame".into()).into());
+                }
+                Err(e) => {
+                    stats.integrity.corrupted += 1;
+                    return Err(Closed::Framing(e.to_string()).into());
+                }
+            };
+            let frame = &rest[..n];
+            used += n;
+            let Some(stamp) = self.verify(frame, plan, stats) else {
+                continue;
+            };
+            if measuring {
+                frames += 1;
+                stats.bytes_received += n as u64;
+                stats
+                    .latency
+                    .saturating_record(now.saturating_sub(stamp).max(1));
+            }
+        }
+        stats.frames_received += frames;
+        Ok(used)
+    }
+
+    /// Checks one frame and counts what it says; returns its stamp if it is good.
+    fn verify(&mut self, frame: &[u8], plan: &Plan, stats: &mut Stats) -> Option<u64> {
+        let header = match payload::verify(plan.format, self.decoder.payload(frame)) {
+            Ok(header) => header,
+            Err(_) => {
+                stats.integrity.corrupted += 1;
+                self.unexplained += 1;
+                return None;
+            }
+        };
+        let window = match self.role {
+            Role::Echo if header.conn == self.id && header.seq < self.sent => &mut self.echo,
+            Role::Echo => {
+                stats.integrity.misdelivered += 1;
+                self.unexplained += 1;
+                return None;
+            }
+            _ => match self.sources.get_mut(header.conn as usize) {
+                Some(window) => window,
+                None => {
+                    stats.integrity.misdelivered += 1;
+                    return None;
+                }
+            },
+        };
+        let arrival = window.observe(header.seq);
+        stats.integrity.count(arrival, &mut self.unexplained);
+        Some(header.stamp)
+    }
+
+    /// Registers the connection for reading.
+    ///
+    /// # Errors
+    /// The registry's error.
+    pub fn register(&mut self, registry: &Registry) -> io::Result<()> {
+        registry.register(&mut self.stream, self.token, Interest::READABLE)
+    }
+
+    /// Deregisters and marks the connection closed (the socket closes on drop).
+    pub fn close(&mut self, registry: &Registry) {
+        if self.open {
+            self.open = false;
+            let _ = registry.deregister(&mut self.stream);
+            let _ = self.stream.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+/// A read that did not end in bytes.
+enum ReadError {
+    /// The socket's error.
+    Io(io::Error),
+    /// The stream broke the framing.
+    Closed(Closed),
+}
+
+impl From<io::Error> for ReadError {
+    fn from(e: io::Error) -> Self {
+        ReadError::Io(e)
+    }
+}
+
+impl From<Closed> for ReadError {
+    fn from(closed: Closed) -> Self {
+        ReadError::Closed(closed)
+    }
+}
+
+/// Where `inner` starts within `outer`, which contains it.
+fn offset_of(inner: &[u8], outer: &[u8]) -> usize {
+    (inner.as_ptr() as usize).saturating_sub(outer.as_ptr() as usize)
+}
+
+/// One `read` call, retried on `Interrupted`.
+fn read_some(stream: &mut TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match stream.read(buf) {
+            Err(e) if interrupted(&e) => {}
+            other => return other,
+        }
+    }
+}
+
+/// `WouldBlock` ends a read or write loop.
+pub fn would_block(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::WouldBlock
+}
+
+/// `Interrupted` is retried.
+pub fn interrupted(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::Interrupted
+}

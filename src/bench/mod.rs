@@ -1,0 +1,403 @@
+//! `framecast-bench`, the load generator, as a library: it connects to a server that
+//! speaks one of framecast's framings, loads it from one or more event-loop threads,
+//! verifies every frame that comes back, and reports rates, latency, errors and CPU
+//! time. The command line (`src/bin/framecast-bench.rs`) only parses flags into a
+//! [`BenchConfig`], calls [`run`] and prints the [`Report`].
+//!
+//! # Layout
+//! - [`config`]: [`BenchConfig`], scenarios, load shapes, `--size MIN..MAX`, validation.
+//! - [`payload`]: the integrity format inside each frame (ids, sequence, stamp,
+//!   checksum); sans-IO.
+//! - [`track`]: per-sender sequence tracking: lost, duplicated, reordered; sans-IO.
+//! - `conn`: one connection's socket, buffers, sending and verification.
+//! - `worker`: one thread's mio event loop: when to send, read, drain.
+//! - [`stats`]: counters and the latency histogram, merged across threads.
+//! - [`cpu`]: CPU time of a process from `/proc`.
+//! - [`report`]: the summary as text and JSON, the progress line.
+//!
+//! # A run
+//! 1. Connect every connection from this thread, in order (broadcast: subscribers
+//!    before publishers, so the server knows every receiver before the first frame),
+//!    at `--connect-rate` if given. Any failure ends the run: the target is wrong.
+//! 2. Hand the connections round-robin to `--threads` workers and start the clock.
+//!    Warmup, then the measured window: only frames received in it count towards
+//!    rates and latency; errors count throughout.
+//! 3. At the end, stop sending and drain for up to [`DRAIN`]; what has not come back
+//!    by then is unanswered. Meanwhile this thread prints a progress line each second
+//!    and reads CPU times at the start and end of the measured window.
+
+pub mod config;
+mod conn;
+pub mod cpu;
+pub mod payload;
+pub mod report;
+pub mod stats;
+pub mod track;
+mod worker;
+
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, TcpStream as StdTcpStream};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use mio::{Poll, Token, Waker};
+
+pub use config::{BenchConfig, ConfigError, Load, Scenario, SizeRange};
+pub use report::{Report, Status};
+
+use crate::codec::Codec;
+use crate::config::Framing;
+use conn::{Conn, Role};
+use payload::Pattern;
+use stats::{Progress, ProgressTotals, Stats};
+use worker::{Board, Plan, Worker, WAKER};
+
+/// How long frames still in flight at the end may take to come back.
+pub const DRAIN: Duration = Duration::from_secs(2);
+/// How long one connection attempt may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Interval of the progress line.
+pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A run that could not start.
+#[derive(Debug)]
+pub enum RunError {
+    /// The configuration cannot run.
+    Config(ConfigError),
+    /// A connection could not be established.
+    Connect {
+        /// The target.
+        addr: SocketAddr,
+        /// Connections established before this one.
+        established: usize,
+        /// Why, as the OS said it.
+        source: io::Error,
+    },
+    /// An event loop could not be set up.
+    Setup(io::Error),
+}
+
+impl fmt::Display for RunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RunError::Config(e) => e.fmt(f),
+            RunError::Connect {
+                addr,
+                established: 0,
+                source,
+            } => write!(
+                f,
+                "cannot connect to {addr}: {source} (is the server running and listening there?)"
+            ),
+            RunError::Connect {
+                addr,
+                established,
+                source,
+            } => write!(
+                f,
+                "cannot open connection {} to {addr}: {source} ({established} were established)",
+                established + 1
+            ),
+            RunError::Setup(e) => write!(f, "cannot set up the event loop: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for RunError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            RunError::Config(e) => Some(e),
+            RunError::Connect { source, .. } | RunError::Setup(source) => Some(source),
+        }
+    }
+}
+
+impl From<ConfigError> for RunError {
+    fn from(e: ConfigError) -> Self {
+        RunError::Config(e)
+    }
+}
+
+/// Runs the benchmark `config` describes, calling `progress` with a line of text about
+/// once a second, and returns the report.
+///
+/// # Errors
+/// [`RunError`] if the configuration is invalid, a connection cannot be established or
+/// an event loop cannot be created. Trouble once the run is under way (the server
+/// closing connections, corrupting or losing frames) is in the report instead.
+pub fn run(config: &BenchConfig, progress: &mut dyn FnMut(&str)) -> Result<Report, RunError> {
+    config.validate()?;
+    let threads = config.effective_threads();
+    let streams = connect_all(config, progress)?;
+
+    let mut polls = Vec::with_capacity(threads);
+    let mut wakers = Vec::with_capacity(threads);
+    for _ in 0..threads {
+        let poll = Poll::new().map_err(RunError::Setup)?;
+        wakers.push(Waker::new(poll.registry(), WAKER).map_err(RunError::Setup)?);
+        polls.push(poll);
+    }
+    let board = match config.scenario {
+        Scenario::Broadcast { publishers, .. } => Some(Arc::new(Board::new(publishers, wakers))),
+        Scenario::Echo { .. } => None,
+    };
+    let progress_counters: Arc<Vec<Progress>> =
+        Arc::new((0..threads).map(|_| Progress::default()).collect());
+
+    let epoch = Instant::now();
+    let warm_end = epoch + config.warmup;
+    let end = warm_end + config.duration;
+    let plan = Arc::new(plan(config, threads, epoch, warm_end, end));
+
+    let mut shares: Vec<Vec<Conn>> = (0..threads).map(|_| Vec::new()).collect();
+    let senders = config.scenario.senders();
+    for (id, role, stream) in streams {
+        let t = id as usize % threads;
+        let token = Token(shares[t].len());
+        let mut conn = Conn::new(
+            mio::net::TcpStream::from_std(stream),
+            token,
+            id,
+            role,
+            &plan,
+        );
+        if let Load::Open { rate } = config.load {
+            // Sender `k` of `senders` sends every `senders / rate` s, offset by
+            // `k / rate` s, so the frames of all senders together are evenly spaced.
+            // Senders have ids 0..senders in both scenarios.
+            let k = f64::from(id);
+            conn.schedule = (k / rate * 1e9, senders as f64 / rate * 1e9);
+        }
+        shares[t].push(conn);
+    }
+
+    let bench_at_start = cpu::process_time(None).ok();
+    let mut window_start: Option<(Option<Duration>, Option<Duration>)> = None;
+    let mut window_end: Option<(Instant, Option<Duration>, Option<Duration>)> = None;
+    let outcomes = thread::scope(|scope| {
+        let handles: Vec<_> = polls
+            .into_iter()
+            .zip(shares)
+            .enumerate()
+            .map(|(index, (poll, conns))| {
+                let worker = Worker::new(
+                    index,
+                    poll,
+                    conns,
+                    Arc::clone(&plan),
+                    Arc::clone(&progress_counters),
+                    board.clone(),
+                );
+                thread::Builder::new()
+                    .name(format!("bench-{index}"))
+                    .spawn_scoped(scope, move || worker.run())
+            })
+            .collect();
+        let total = config.scenario.connections();
+        let mut last = (epoch, ProgressTotals::default());
+        let mut next_tick = epoch + PROGRESS_INTERVAL;
+        loop {
+            let running = handles
+                .iter()
+                .any(|h| h.as_ref().is_ok_and(|h| !h.is_finished()));
+            let now = Instant::now();
+            if window_start.is_none() && (now >= warm_end || !running) {
+                window_start = Some((
+                    cpu::process_time(None).ok(),
+                    config
+                        .server_pid
+                        .and_then(|pid| cpu::process_time(Some(pid)).ok()),
+                ));
+            }
+            if window_end.is_none() && (now >= end || !running) {
+                window_end = Some((
+                    now.min(end),
+                    cpu::process_time(None).ok(),
+                    config
+                        .server_pid
+                        .and_then(|pid| cpu::process_time(Some(pid)).ok()),
+                ));
+            }
+            if !running {
+                break;
+            }
+            if now >= next_tick {
+                let totals = ProgressTotals::sum(progress_counters.iter());
+                let secs = now.duration_since(last.0).as_secs_f64().max(1e-9);
+                let phase = if now < warm_end {
+                    "warmup"
+                } else if now >= end {
+                    "drain"
+                } else {
+                    ""
+                };
+                progress(&report::progress_line(
+                    now.duration_since(epoch),
+                    phase,
+                    (totals.frames - last.1.frames) as f64 / secs,
+                    (totals.bytes - last.1.bytes) as f64 / 1e6 / secs,
+                    totals.up,
+                    total,
+                    totals.errors,
+                ));
+                last = (now, totals);
+                next_tick += PROGRESS_INTERVAL;
+            }
+            let mut wake = next_tick;
+            if window_start.is_none() {
+                wake = wake.min(warm_end);
+            }
+            if window_end.is_none() {
+                wake = wake.min(end);
+            }
+            // Short naps so a run whose connections all fail ends at once.
+            thread::sleep(
+                wake.saturating_duration_since(Instant::now())
+                    .min(Duration::from_millis(50)),
+            );
+        }
+        handles
+            .into_iter()
+            .map(|h| h.ok().and_then(|h| h.join().ok()))
+            .collect::<Vec<_>>()
+    });
+
+    let mut stats = Stats::new();
+    let mut first_close = None;
+    let mut all_closed_at: Option<Instant> = None;
+    let mut threads_lost = 0;
+    let mut all_closed = true;
+    for outcome in outcomes {
+        let Some(outcome) = outcome else {
+            threads_lost += 1;
+            continue;
+        };
+        stats.merge(&outcome.stats);
+        first_close = first_close.or(outcome.first_close);
+        match outcome.all_closed_at {
+            Some(at) => all_closed_at = Some(all_closed_at.map_or(at, |t: Instant| t.max(at))),
+            None => all_closed = false,
+        }
+    }
+    let aborted = if threads_lost > 0 {
+        Some(format!(
+            "{threads_lost} event-loop thread(s) failed to start or panicked"
+        ))
+    } else if all_closed {
+        let at = all_closed_at.map_or(0.0, |t| t.duration_since(epoch).as_secs_f64());
+        Some(format!(
+            "every connection closed after {at:.2} s, before the end of the run (first: {}); is the server still running?",
+            first_close.as_deref().unwrap_or("no reason given")
+        ))
+    } else {
+        None
+    };
+    let (cpu_start_bench, cpu_start_server) = window_start.unwrap_or((bench_at_start, None));
+    let (measured_end, cpu_end_bench, cpu_end_server) = window_end.unwrap_or((end, None, None));
+    let measured = measured_end.saturating_duration_since(warm_end);
+    let diff = |a: Option<Duration>, b: Option<Duration>| match (a, b) {
+        (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+        _ => None,
+    };
+    Ok(Report {
+        config: config.clone(),
+        measured,
+        stats,
+        bench_cpu: diff(cpu_start_bench, cpu_end_bench),
+        server_cpu: diff(cpu_start_server, cpu_end_server),
+        aborted,
+    })
+}
+
+/// The read-only plan every worker shares.
+fn plan(
+    config: &BenchConfig,
+    threads: usize,
+    epoch: Instant,
+    warm_end: Instant,
+    end: Instant,
+) -> Plan {
+    let (encoder, decoder) = match config.framing {
+        // No framing on the wire: the messages are cut by their (single) size on the
+        // way back, so every byte is still checked where it belongs.
+        Framing::Raw => (
+            Codec::new(Framing::Raw, config.size.max),
+            Codec::new(Framing::Fixed(config.size.max), config.size.max),
+        ),
+        framing => {
+            let codec = Codec::new(framing, config.size.max);
+            (codec.clone(), codec)
+        }
+    };
+    let publishers = match config.scenario {
+        Scenario::Broadcast { publishers, .. } => publishers,
+        Scenario::Echo { .. } => 0,
+    };
+    Plan {
+        format: config.format(),
+        encoder,
+        decoder,
+        pattern: Pattern::new(config.size.max),
+        size: config.size,
+        load: config.load,
+        publishers,
+        seed: config.seed,
+        threads,
+        epoch,
+        warm_end,
+        end,
+        drain_end: end + DRAIN,
+    }
+}
+
+/// Opens every connection, in the order the scenario needs, at the connect rate.
+fn connect_all(
+    config: &BenchConfig,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Vec<(u32, Role, StdTcpStream)>, RunError> {
+    let order: Vec<(u32, Role)> = match config.scenario {
+        Scenario::Echo { connections } => {
+            (0..connections as u32).map(|id| (id, Role::Echo)).collect()
+        }
+        Scenario::Broadcast {
+            publishers,
+            subscribers,
+        } => {
+            let p = publishers as u32;
+            (p..p + subscribers as u32)
+                .map(|id| (id, Role::Subscriber))
+                .chain((0..p).map(|id| (id, Role::Publisher)))
+                .collect()
+        }
+    };
+    let started = Instant::now();
+    let mut next_tick = started + PROGRESS_INTERVAL;
+    let mut streams = Vec::with_capacity(order.len());
+    for (n, (id, role)) in order.into_iter().enumerate() {
+        if let Some(rate) = config.connect_rate {
+            let due = started + Duration::from_secs_f64(n as f64 / rate);
+            thread::sleep(due.saturating_duration_since(Instant::now()));
+        }
+        let failed = |source| RunError::Connect {
+            addr: config.target,
+            established: n,
+            source,
+        };
+        let stream =
+            StdTcpStream::connect_timeout(&config.target, CONNECT_TIMEOUT).map_err(failed)?;
+        stream.set_nodelay(true).map_err(failed)?;
+        stream.set_nonblocking(true).map_err(failed)?;
+        streams.push((id, role, stream));
+        if Instant::now() >= next_tick {
+            progress(&format!(
+                "connecting: {}/{}",
+                n + 1,
+                config.scenario.connections()
+            ));
+            next_tick += PROGRESS_INTERVAL;
+        }
+    }
+    Ok(streams)
+}

@@ -1,0 +1,640 @@
+//! One event-loop thread: a [`mio::Poll`] owning a share of the connections. It decides
+//! *when* each connection sends (keep `depth` in flight, follow the open-loop schedule,
+//! stay within a broadcast window), reads and verifies what comes back, and stops
+//! sending at the end of the run, then drains. Frames, bytes and latencies are counted
+//! into its own [`Stats`]; the only state shared with other threads is the
+//! [`Progress`] counters and, in broadcast, the [`Board`].
+//!
+//! Cost per frame is what makes a load generator honest, so the hot path allocates
+//! nothing, reads the clock once per read call (not per frame) and once per send batch,
+//! issues one `write` per batch of frames, and skips the `WouldBlock` syscall after a
+//! short read or write.
+
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::{Events, Poll, Token, Waker};
+
+use super::config::{Load, SizeRange};
+use super::conn::{Closed, Conn, ReadEnd, Role};
+use super::payload::{Format, Pattern};
+use super::stats::{Progress, Stats};
+use crate::codec::Codec;
+
+/// Token of the thread's waker, outside the connection indices.
+pub const WAKER: Token = Token(usize::MAX);
+/// Size of a thread's shared read buffer, in bytes: large reads amortise the syscall
+/// over many frames when the server streams.
+pub const READ_BUFFER: usize = 256 << 10;
+/// Bytes read from one connection per turn before the others get theirs.
+const READ_BUDGET: usize = 1 << 20;
+/// Open loop: output a connection may queue before its schedule waits (the frames are
+/// still sent late, stamped with their intended time, so latency stays honest).
+const MAX_QUEUED: usize = 4 << 20;
+/// Events taken from one poll call.
+const EVENTS: usize = 1024;
+/// Below this, `Poll::poll` (whole milliseconds) is too coarse for an open-loop
+/// schedule: the loop polls without blocking and sleeps in short steps instead.
+const COARSE: Duration = Duration::from_millis(1);
+/// Longest sleep step when waiting for a send time closer than [`COARSE`]: what a
+/// reply arriving meanwhile may wait before it is read and timestamped.
+const FINE_STEP: Duration = Duration::from_micros(50);
+/// Broadcast with several threads: how long a publisher blocked by its window waits
+/// at most before it looks again, should a wake-up be missed.
+const WINDOW_RECHECK: Duration = Duration::from_millis(10);
+/// "No receiver in this thread has heard from this publisher yet."
+const NO_ACK: u64 = u64::MAX;
+
+/// What every thread of a run shares read-only.
+pub struct Plan {
+    /// Payload header format.
+    pub format: Format,
+    /// Builds frames.
+    pub encoder: Codec,
+    /// Cuts what comes back (for `raw`, into fixed-size messages).
+    pub decoder: Codec,
+    /// Filler bytes.
+    pub pattern: Pattern,
+    /// Payload sizes.
+    pub size: SizeRange,
+    /// Closed or open loop.
+    pub load: Load,
+    /// Broadcast publishers (ids `0..publishers`); 0 in echo.
+    pub publishers: usize,
+    /// Seed of the size generators.
+    pub seed: u64,
+    /// Event-loop threads.
+    pub threads: usize,
+    /// Time zero: payload stamps count nanoseconds from here.
+    pub epoch: Instant,
+    /// End of the warmup: counting starts.
+    pub warm_end: Instant,
+    /// End of the measured window: sending stops.
+    pub end: Instant,
+    /// Last moment to wait for frames in flight.
+    pub drain_end: Instant,
+}
+
+impl Plan {
+    /// Nanoseconds from the epoch to `at`.
+    pub fn ns(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.epoch).as_nanos() as u64
+    }
+
+    /// True between the end of the warmup and the end of the run.
+    pub fn is_measuring(&self, now: Instant) -> bool {
+        now >= self.warm_end && now < self.end
+    }
+}
+
+/// Broadcast flow control across threads: how far each publisher's frames have got.
+pub struct Board {
+    /// Publishers.
+    publishers: usize,
+    /// `acked[t * publishers + p]`: frames of publisher `p` that every receiver of
+    /// thread `t` has (the lowest "next expected"), or [`NO_ACK`].
+    acked: Vec<AtomicU64>,
+    /// Frames each publisher has sent; final once every thread has stopped sending.
+    sent: Vec<AtomicU64>,
+    /// Threads that have stopped sending.
+    stopped: AtomicUsize,
+    /// Thread `t` has a publisher blocked by its window and wants a wake-up.
+    waiting: Vec<AtomicBool>,
+    /// Each thread's waker.
+    wakers: Vec<Waker>,
+}
+
+impl Board {
+    /// A board for `publishers` publishers and one waker per thread.
+    pub fn new(publishers: usize, wakers: Vec<Waker>) -> Board {
+        let threads = wakers.len();
+        Board {
+            publishers,
+            acked: (0..threads * publishers)
+                .map(|_| AtomicU64::new(NO_ACK))
+                .collect(),
+            sent: (0..publishers).map(|_| AtomicU64::new(0)).collect(),
+            stopped: AtomicUsize::new(0),
+            waiting: (0..threads).map(|_| AtomicBool::new(false)).collect(),
+            wakers,
+        }
+    }
+
+    /// Frames of publisher `p` that every receiver has, as far as is known; 0 while no
+    /// receiver has heard from it.
+    fn delivered(&self, p: usize) -> u64 {
+        let lowest = (0..self.wakers.len())
+            .map(|t| self.acked[t * self.publishers + p].load(Ordering::Acquire))
+            .min()
+            .unwrap_or(NO_ACK);
+        if lowest == NO_ACK {
+            0
+        } else {
+            lowest
+        }
+    }
+}
+
+/// What a thread hands back when it is done.
+pub struct Outcome {
+    /// Its figures.
+    pub stats: Stats,
+    /// Why its first connection closed early, if one did.
+    pub first_close: Option<String>,
+    /// When its last connection closed, if all did before the end of the run.
+    pub all_closed_at: Option<Instant>,
+}
+
+/// One event-loop thread and the connections it owns.
+pub struct Worker {
+    /// This thread's index.
+    index: usize,
+    /// Its poller.
+    poll: Poll,
+    /// Its connections; a connection's token is its index.
+    conns: Vec<Conn>,
+    /// The run's plan.
+    plan: Arc<Plan>,
+    /// Every thread's progress counters; this thread writes `progress[index]`.
+    progress: Arc<Vec<Progress>>,
+    /// Broadcast flow control, `None` in echo.
+    board: Option<Arc<Board>>,
+    /// This thread's figures.
+    stats: Stats,
+    /// The read buffer every connection of the thread reads into.
+    buffer: Vec<u8>,
+    /// Connections stopped by their read budget, to read again before blocking.
+    still_ready: Vec<usize>,
+    /// Connections still open.
+    open: usize,
+    /// Frames and bytes received since the start, for the progress line.
+    totals: (u64, u64),
+    /// Why the first connection closed early.
+    first_close: Option<String>,
+    /// A broadcast receiver advanced since the board was last updated.
+    acks_dirty: bool,
+    /// Whether this thread has stopped sending.
+    stopped: bool,
+    /// Open loop: the earliest send time of this thread's connections, in ns.
+    next_due: u64,
+    /// Closed-loop echo: the first window has been sent.
+    kicked: bool,
+}
+
+impl Worker {
+    /// A worker over `conns`, whose tokens are their indices and which are not yet
+    /// registered with `poll`.
+    pub fn new(
+        index: usize,
+        poll: Poll,
+        conns: Vec<Conn>,
+        plan: Arc<Plan>,
+        progress: Arc<Vec<Progress>>,
+        board: Option<Arc<Board>>,
+    ) -> Worker {
+        Worker {
+            index,
+            poll,
+            open: conns.len(),
+            conns,
+            plan,
+            progress,
+            board,
+            stats: Stats::new(),
+            buffer: vec![0; READ_BUFFER],
+            still_ready: Vec::new(),
+            totals: (0, 0),
+            first_close: None,
+            acks_dirty: false,
+            stopped: false,
+            next_due: 0,
+            kicked: false,
+        }
+    }
+
+    /// Runs until the drain ends or every connection has closed.
+    pub fn run(mut self) -> Outcome {
+        let mut all_closed_at = None;
+        for i in 0..self.conns.len() {
+            if let Err(e) = self.conns[i].register(self.poll.registry()) {
+                self.close(i, Closed::Io(format!("cannot register: {e}")));
+            }
+        }
+        self.progress()
+            .up
+            .store(self.open as u64, Ordering::Relaxed);
+        let plan = Arc::clone(&self.plan);
+        let mut events = Events::with_capacity(EVENTS);
+        let mut spare = Vec::new();
+        self.send(Instant::now());
+        loop {
+            let now = Instant::now();
+            if now >= plan.end && !self.stopped {
+                self.stop();
+            }
+            if self.open == 0 {
+                if now < plan.end {
+                    all_closed_at = Some(now);
+                }
+                break;
+            }
+            if self.stopped && (now >= plan.drain_end || self.is_drained()) {
+                break;
+            }
+            let (timeout, fine) = self.timeout(now);
+            match self.poll.poll(&mut events, timeout) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.close_all(&format!("poll failed: {e}"));
+                    continue;
+                }
+            }
+            if events.is_empty() && self.still_ready.is_empty() {
+                if let Some(step) = fine {
+                    std::thread::sleep(step);
+                }
+            }
+            let measuring = plan.is_measuring(Instant::now());
+            for event in events.iter() {
+                let i = event.token().0;
+                if event.token() == WAKER || i >= self.conns.len() || !self.conns[i].open {
+                    continue; // a wake-up, or a spurious event for a closed connection
+                }
+                if event.is_readable() || event.is_read_closed() || event.is_error() {
+                    self.on_readable(i, measuring);
+                }
+                if event.is_writable() && self.conns[i].open {
+                    self.flush(i);
+                }
+            }
+            let mut again = std::mem::replace(&mut self.still_ready, spare);
+            for i in again.drain(..) {
+                if self.conns[i].open {
+                    self.on_readable(i, measuring);
+                }
+            }
+            spare = again;
+            self.update_board();
+            self.send(Instant::now());
+        }
+        if !self.stopped {
+            self.stop();
+        }
+        self.count_unanswered();
+        let registry = self.poll.registry();
+        for conn in &mut self.conns {
+            conn.close(registry);
+        }
+        self.progress().up.store(0, Ordering::Relaxed);
+        Outcome {
+            stats: self.stats,
+            first_close: self.first_close,
+            all_closed_at,
+        }
+    }
+
+    fn progress(&self) -> &Progress {
+        &self.progress[self.index]
+    }
+
+    /// How long to block: not at all while connections are still readable, until the
+    /// next phase change or send time otherwise. The second value, for a send time
+    /// closer than poll's millisecond resolution, is how long to sleep if nothing
+    /// happens.
+    fn timeout(&self, now: Instant) -> (Option<Duration>, Option<Duration>) {
+        if !self.still_ready.is_empty() {
+            return (Some(Duration::ZERO), None);
+        }
+        let plan = &self.plan;
+        let mut deadline = if self.stopped {
+            plan.drain_end
+        } else {
+            plan.end
+        };
+        if now < plan.warm_end {
+            deadline = deadline.min(plan.warm_end);
+        }
+        let mut wait = deadline.saturating_duration_since(now);
+        if let Some(board) = &self.board {
+            if board.waiting[self.index].load(Ordering::Relaxed) {
+                wait = wait.min(WINDOW_RECHECK);
+            }
+        }
+        if matches!(plan.load, Load::Open { .. }) && !self.stopped {
+            let due = Duration::from_nanos(self.next_due.saturating_sub(plan.ns(now)));
+            if due < COARSE {
+                return (Some(Duration::ZERO), Some(due.min(FINE_STEP)));
+            }
+            // Whole milliseconds, rounded down, so the poll never wakes late.
+            wait = wait.min(Duration::from_millis(due.as_millis() as u64));
+        }
+        (Some(wait), None)
+    }
+
+    /// Reads a ready connection, then tops up its pipeline (echo, closed loop).
+    fn on_readable(&mut self, i: usize, measuring: bool) {
+        let plan = Arc::clone(&self.plan);
+        let epoch = plan.epoch;
+        let mut clock = || epoch.elapsed().as_nanos() as u64;
+        let before = (self.stats.frames_received, self.stats.bytes_received);
+        let conn = &mut self.conns[i];
+        let end = conn.read(
+            &mut self.buffer,
+            &plan,
+            &mut self.stats,
+            measuring,
+            READ_BUDGET,
+            &mut clock,
+        );
+        self.totals.0 += self.stats.frames_received - before.0;
+        self.totals.1 += self.stats.bytes_received - before.1;
+        let progress = &self.progress[self.index];
+        progress.frames.store(self.totals.0, Ordering::Relaxed);
+        progress.bytes.store(self.totals.1, Ordering::Relaxed);
+        progress
+            .errors
+            .store(self.stats.errors(), Ordering::Relaxed);
+        match end {
+            ReadEnd::Drained => {}
+            ReadEnd::Budget => self.still_ready.push(i),
+            ReadEnd::Closed(why) => {
+                self.close(i, why);
+                return;
+            }
+        }
+        let conn = &self.conns[i];
+        if conn.role != Role::Echo {
+            self.acks_dirty = true;
+            return;
+        }
+        if let Load::Closed { depth } = plan.load {
+            let want = (depth as u64).saturating_sub(conn.in_flight());
+            if want > 0 && !self.stopped {
+                let stamp = clock();
+                for _ in 0..want {
+                    self.push(i, stamp, measuring);
+                }
+            }
+        }
+        if self.conns[i].queued() > 0 {
+            self.flush(i);
+        }
+    }
+
+    /// Encodes one frame on connection `i`, counting it if inside the window.
+    fn push(&mut self, i: usize, stamp: u64, measuring: bool) {
+        let n = self.conns[i].push_frame(&self.plan, stamp);
+        if measuring {
+            self.stats.frames_sent += 1;
+            self.stats.bytes_sent += n as u64;
+        }
+    }
+
+    /// Sends what is due: the first window of every closed-loop echo connection (the
+    /// replies top it up), open-loop frames whose time has come, broadcast frames the
+    /// window allows.
+    fn send(&mut self, now: Instant) {
+        if self.stopped {
+            return;
+        }
+        let plan = Arc::clone(&self.plan);
+        let now_ns = plan.ns(now);
+        let measuring = plan.is_measuring(now);
+        match plan.load {
+            Load::Closed { depth } if self.board.is_none() => {
+                if std::mem::replace(&mut self.kicked, true) {
+                    return;
+                }
+                for i in 0..self.conns.len() {
+                    if self.conns[i].open {
+                        for _ in 0..depth {
+                            self.push(i, now_ns, measuring);
+                        }
+                        self.flush(i);
+                    }
+                }
+            }
+            Load::Closed { depth } => self.publish_window(depth as u64, now_ns, measuring),
+            Load::Open { .. } => self.send_scheduled(now_ns),
+        }
+    }
+
+    /// Broadcast, closed loop: each publisher sends while it is less than `depth`
+    /// frames ahead of its slowest receiver.
+    fn publish_window(&mut self, depth: u64, now_ns: u64, measuring: bool) {
+        let Some(board) = self.board.clone() else {
+            return;
+        };
+        let mut blocked = false;
+        for i in 0..self.conns.len() {
+            let conn = &self.conns[i];
+            if !conn.open || conn.role != Role::Publisher {
+                continue;
+            }
+            let p = conn.id as usize;
+            let mut limit = board.delivered(p).saturating_add(depth);
+            if conn.sent >= limit && self.plan.threads > 1 {
+                // Ask for a wake-up, then look again in case the receivers moved on
+                // in between.
+                board.waiting[self.index].store(true, Ordering::SeqCst);
+                limit = board.delivered(p).saturating_add(depth);
+                blocked |= conn.sent >= limit;
+            }
+            while self.conns[i].sent < limit {
+                self.push(i, now_ns, measuring);
+            }
+            board.sent[p].store(self.conns[i].sent, Ordering::Release);
+            if self.conns[i].queued() > 0 {
+                self.flush(i);
+            }
+        }
+        if !blocked {
+            board.waiting[self.index].store(false, Ordering::Relaxed);
+        }
+    }
+
+    /// Open loop: sends every frame whose intended time has come, stamped with that
+    /// time, and notes the next one.
+    fn send_scheduled(&mut self, now_ns: u64) {
+        let plan = Arc::clone(&self.plan);
+        let mut next_due = u64::MAX;
+        for i in 0..self.conns.len() {
+            if !self.conns[i].open || !self.conns[i].role.sends() {
+                continue;
+            }
+            let (offset, interval) = self.conns[i].schedule;
+            loop {
+                let conn = &self.conns[i];
+                let due = (offset + conn.sent as f64 * interval) as u64;
+                if conn.queued() >= MAX_QUEUED {
+                    break; // behind schedule: WRITABLE brings the loop back here
+                }
+                if due > now_ns {
+                    next_due = next_due.min(due);
+                    break;
+                }
+                let measuring = plan.is_measuring(plan.epoch + Duration::from_nanos(due));
+                self.push(i, due, measuring);
+            }
+            if let Some(board) = &self.board {
+                let conn = &self.conns[i];
+                board.sent[conn.id as usize].store(conn.sent, Ordering::Release);
+            }
+            if self.conns[i].queued() > 0 {
+                self.flush(i);
+            }
+        }
+        self.next_due = next_due;
+    }
+
+    /// Writes connection `i`'s output; closes it on error.
+    fn flush(&mut self, i: usize) {
+        if let Err(e) = self.conns[i].flush(self.poll.registry()) {
+            let why = if e.kind() == io::ErrorKind::BrokenPipe
+                || e.kind() == io::ErrorKind::ConnectionReset
+            {
+                Closed::ByServer(e.to_string())
+            } else {
+                Closed::Io(e.to_string())
+            };
+            self.close(i, why);
+        }
+    }
+
+    /// Publishes how far this thread's broadcast receivers have got, and wakes the
+    /// threads whose publishers wait for that.
+    fn update_board(&mut self) {
+        let Some(board) = self.board.clone() else {
+            return;
+        };
+        if !std::mem::take(&mut self.acks_dirty) {
+            return;
+        }
+        let mut moved = false;
+        for p in 0..board.publishers {
+            let lowest = self
+                .conns
+                .iter()
+                .filter(|c| c.open && c.role != Role::Echo)
+                .filter_map(|c| c.sources.get(p).and_then(|w| w.next()))
+                .min()
+                .unwrap_or(NO_ACK);
+            let slot = &board.acked[self.index * board.publishers + p];
+            if slot.swap(lowest, Ordering::AcqRel) != lowest {
+                moved = true;
+            }
+        }
+        if moved {
+            for (t, waiting) in board.waiting.iter().enumerate() {
+                if t != self.index && waiting.swap(false, Ordering::SeqCst) {
+                    let _ = board.wakers[t].wake();
+                }
+            }
+        }
+    }
+
+    /// Stops sending: the end of the run has come.
+    fn stop(&mut self) {
+        self.stopped = true;
+        if let Some(board) = &self.board {
+            for conn in &self.conns {
+                if conn.role == Role::Publisher {
+                    board.sent[conn.id as usize].store(conn.sent, Ordering::Release);
+                }
+            }
+            board.stopped.fetch_add(1, Ordering::AcqRel);
+            for waker in &board.wakers {
+                let _ = waker.wake();
+            }
+        }
+    }
+
+    /// True when nothing more is expected: every echo frame answered, every broadcast
+    /// receiver holding every frame its publishers sent.
+    fn is_drained(&self) -> bool {
+        let output_done = self.conns.iter().all(|c| !c.open || c.queued() == 0);
+        if !output_done {
+            return false;
+        }
+        match &self.board {
+            None => self.conns.iter().all(|c| !c.open || c.in_flight() == 0),
+            Some(board) => {
+                if board.stopped.load(Ordering::Acquire) < self.plan.threads {
+                    return false;
+                }
+                self.missing(board) == 0
+            }
+        }
+    }
+
+    /// Broadcast frames sent that this thread's open receivers have not received.
+    fn missing(&self, board: &Board) -> u64 {
+        let mut missing = 0;
+        for conn in self.conns.iter().filter(|c| c.open && c.role != Role::Echo) {
+            for (p, window) in conn.sources.iter().enumerate() {
+                let sent = board.sent[p].load(Ordering::Acquire);
+                missing += match window.next() {
+                    Some(next) => sent.saturating_sub(next),
+                    // A publisher's own frames do not come back to it.
+                    None if p == conn.id as usize => 0,
+                    None => sent,
+                };
+            }
+        }
+        missing
+    }
+
+    /// Counts frames never answered, at the end of the drain.
+    fn count_unanswered(&mut self) {
+        let unanswered = match &self.board {
+            None => self
+                .conns
+                .iter()
+                .filter(|c| c.open)
+                .map(Conn::in_flight)
+                .sum(),
+            Some(board) => self.missing(board),
+        };
+        self.stats.integrity.unanswered += unanswered;
+    }
+
+    /// Closes connection `i` early, counting why.
+    fn close(&mut self, i: usize, why: Closed) {
+        let conn = &mut self.conns[i];
+        if !conn.open {
+            return;
+        }
+        conn.close(self.poll.registry());
+        self.open -= 1;
+        let text = match why {
+            Closed::ByServer(text) => {
+                self.stats.connections.closed += 1;
+                format!("closed by the server: {text}")
+            }
+            Closed::Io(text) => {
+                self.stats.connections.io += 1;
+                text
+            }
+            // Counted as a corrupted frame already.
+            Closed::Framing(text) => format!("broke the framing: {text}"),
+        };
+        if self.first_close.is_none() {
+            self.first_close = Some(format!("connection {}: {text}", self.conns[i].id));
+        }
+        let progress = &self.progress[self.index];
+        progress.up.store(self.open as u64, Ordering::Relaxed);
+        progress
+            .errors
+            .store(self.stats.errors(), Ordering::Relaxed);
+    }
+
+    /// Closes every connection after a failure of the thread's poller.
+    fn close_all(&mut self, why: &str) {
+        for i in 0..self.conns.len() {
+            self.close(i, Closed::Io(why.to_owned()));
+        }
+    }
+}

@@ -1,0 +1,203 @@
+//! framecast-bench: command line -> `BenchConfig` -> `bench::run` -> report. The only
+//! place where errors become exit codes: 0 when every frame came back intact, 1 when
+//! the run could not start or was cut short (bad target, refused connection, server
+//! gone), 2 for a bad command line, 3 when the run completed but counted errors (lost,
+//! duplicated, reordered or corrupted frames, connections closed by the server).
+
+use std::io::Write;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser, ValueEnum};
+use framecast::bench::{self, config, BenchConfig, Load, Scenario, SizeRange, Status};
+use framecast::Framing;
+
+/// A load generator for framecast and any server speaking the same framing: event
+/// driven, verifies every frame, reports rates, latency percentiles, errors and CPU
+/// time per frame.
+#[derive(Debug, Parser)]
+#[command(name = "framecast-bench", version, about, max_term_width = 100)]
+struct Args {
+    /// The server to load: HOST:PORT.
+    #[arg(value_name = "ADDR", default_value = config::DEFAULT_TARGET)]
+    target: String,
+
+    /// How frames are delimited: u8, u16be, u16le, u32be, u32le, u64be, u64le, line,
+    /// fixed:N or raw (fixed-size messages without framing, checked byte by byte).
+    #[arg(long, value_name = "NAME", default_value = "u32be")]
+    framing: Framing,
+
+    /// Traffic pattern.
+    #[arg(long, value_enum, default_value = "echo")]
+    scenario: ScenarioName,
+
+    /// Connections (echo scenario).
+    #[arg(long, short = 'c', value_name = "N", default_value_t = 50)]
+    connections: usize,
+
+    /// Publishing connections (broadcast scenario).
+    #[arg(long, value_name = "P", default_value_t = 1)]
+    publishers: usize,
+
+    /// Receiving-only connections (broadcast scenario).
+    #[arg(long, value_name = "S", default_value_t = 10)]
+    subscribers: usize,
+
+    /// Closed loop: frames each connection keeps in flight (1 = ping-pong); broadcast:
+    /// how far a publisher may run ahead of its slowest receiver.
+    #[arg(long, short = 'd', value_name = "D", default_value_t = 1)]
+    depth: usize,
+
+    /// Open loop: frames per second in total, sent on schedule whatever the replies
+    /// do; latency counts from each frame's intended send time. Replaces --depth.
+    #[arg(long, short = 'r', value_name = "R", conflicts_with = "depth")]
+    rate: Option<f64>,
+
+    /// Payload bytes, or MIN..MAX for sizes drawn at random (KiB, MiB allowed).
+    #[arg(long, short = 's', value_name = "BYTES|MIN..MAX")]
+    size: Option<SizeRange>,
+
+    /// Seconds measured, after the warmup.
+    #[arg(long, short = 't', value_name = "SECS", default_value = "10", value_parser = parse_seconds)]
+    duration: Duration,
+
+    /// Seconds of load before measuring starts.
+    #[arg(long, value_name = "SECS", default_value = "1", value_parser = parse_seconds)]
+    warmup: Duration,
+
+    /// New connections per second while connecting (default: as fast as possible).
+    #[arg(long, value_name = "PER_SEC")]
+    connect_rate: Option<f64>,
+
+    /// Event-loop threads, each owning a share of the connections.
+    #[arg(long, short = 'T', value_name = "T", default_value_t = 1)]
+    threads: usize,
+
+    /// Also report the CPU time of this process (the server) per frame, over the
+    /// measured window.
+    #[arg(long, value_name = "PID")]
+    server_pid: Option<u32>,
+
+    /// Seed of the random payload sizes.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    seed: u64,
+
+    /// Print the summary as one JSON object on stdout instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The scenarios, by name.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ScenarioName {
+    /// Every connection sends and checks that each frame comes back.
+    Echo,
+    /// Publishers send; every other connection checks every frame it receives
+    /// (the server runs `--mode broadcast`).
+    Broadcast,
+}
+
+/// Parses a number of seconds such as `10` or `2.5`.
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    text.parse::<f64>()
+        .ok()
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+        .ok_or_else(|| format!("'{text}' is not a number of seconds"))
+}
+
+impl Args {
+    /// Checks what the parser cannot check field by field.
+    fn into_config(self) -> Result<(BenchConfig, bool), clap::Error> {
+        let invalid = |msg: String| Args::command().error(ErrorKind::ValueValidation, msg);
+        let target = resolve(&self.target).map_err(|why| {
+            invalid(format!(
+                "invalid value '{}' for '[ADDR]': {why}",
+                self.target
+            ))
+        })?;
+        let size = self.size.unwrap_or(match self.framing {
+            Framing::Fixed(n) => SizeRange::fixed(n),
+            _ => SizeRange::fixed(config::DEFAULT_SIZE),
+        });
+        let scenario = match self.scenario {
+            ScenarioName::Echo => Scenario::Echo {
+                connections: self.connections,
+            },
+            ScenarioName::Broadcast => Scenario::Broadcast {
+                publishers: self.publishers,
+                subscribers: self.subscribers,
+            },
+        };
+        let load = match self.rate {
+            Some(rate) => Load::Open { rate },
+            None => Load::Closed { depth: self.depth },
+        };
+        let config = BenchConfig {
+            target,
+            framing: self.framing,
+            scenario,
+            load,
+            size,
+            duration: self.duration,
+            warmup: self.warmup,
+            connect_rate: self.connect_rate,
+            threads: self.threads,
+            server_pid: self.server_pid,
+            seed: self.seed,
+        };
+        config.validate().map_err(|e| invalid(e.to_string()))?;
+        Ok((config, self.json))
+    }
+}
+
+/// Resolves `HOST:PORT` to its first address.
+fn resolve(target: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = target.parse() {
+        return Ok(addr);
+    }
+    target
+        .to_socket_addrs()
+        .map_err(|e| e.to_string())?
+        .next()
+        .ok_or_else(|| "resolves to no address".to_owned())
+}
+
+fn main() -> ExitCode {
+    let (config, json) = match Args::parse().into_config() {
+        Ok(parsed) => parsed,
+        Err(e) => e.exit(),
+    };
+    let mut stderr = std::io::stderr();
+    let mut progress = |line: &str| {
+        let _ = writeln!(stderr, "{line}");
+    };
+    let report = match bench::run(&config, &mut progress) {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("framecast-bench: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let text = if json { report.json() } else { report.text() };
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{}", text.trim_end());
+    let _ = stdout.flush();
+    match report.status() {
+        Status::Clean => ExitCode::SUCCESS,
+        Status::Aborted => {
+            if let Some(why) = &report.aborted {
+                eprintln!("framecast-bench: run cut short: {why}");
+            }
+            ExitCode::from(1)
+        }
+        Status::Errors => {
+            eprintln!(
+                "framecast-bench: {} errors (see the summary)",
+                report.stats.errors()
+            );
+            ExitCode::from(3)
+        }
+    }
+}
