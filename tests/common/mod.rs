@@ -230,3 +230,108 @@ impl Rng {
         (0..n).map(|_| self.next_u64() as u8).collect()
     }
 }
+
+/// What a finished `framecast-bench` run printed, and how it exited.
+pub struct BenchRun {
+    /// Exit code (`None` if killed by a signal).
+    pub code: Option<i32>,
+    /// Everything on stdout: the summary, text or JSON.
+    pub stdout: String,
+    /// Everything on stderr: progress lines and error messages.
+    pub stderr: String,
+}
+
+impl BenchRun {
+    /// A number from the JSON summary, by key (the first occurrence; keys are unique).
+    pub fn number(&self, key: &str) -> f64 {
+        json_number(&self.stdout, key)
+            .unwrap_or_else(|| panic!("no number {key:?} in:\n{}\n{}", self.stdout, self.stderr))
+    }
+}
+
+/// Reads `"key":NUMBER` from a one-line JSON object.
+pub fn json_number(json: &str, key: &str) -> Option<f64> {
+    let needle = format!("\"{key}\":");
+    let start = json.find(&needle)? + needle.len();
+    let rest = &json[start..];
+    let end = rest.find([',', '}']).unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
+/// A child process killed and reaped on drop, whatever happens to the test.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs `framecast-bench` with `args` to completion, killing it after [`TIMEOUT`].
+pub fn run_bench(args: &[&str]) -> BenchRun {
+    run_bench_with(args, |_| {})
+}
+
+/// Like [`run_bench`], calling `on_stderr` with each stderr line as it comes (e.g. to
+/// kill the server once the run is under way).
+pub fn run_bench_with(args: &[&str], mut on_stderr: impl FnMut(&str)) -> BenchRun {
+    let mut child = Reaped(
+        Command::new(env!("CARGO_BIN_EXE_framecast-bench"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn framecast-bench"),
+    );
+    let mut stdout_pipe = child.0.stdout.take().expect("stdout");
+    let stdout = thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stdout_pipe.read_to_string(&mut text);
+        text
+    });
+    let (tx, rx) = mpsc::channel();
+    let err_pipe = child.0.stderr.take().expect("stderr");
+    thread::spawn(move || {
+        for line in BufReader::new(err_pipe).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + TIMEOUT;
+    let mut stderr = String::new();
+    loop {
+        match rx.recv_timeout(Duration::from_millis(20)) {
+            Ok(line) => {
+                on_stderr(&line);
+                stderr.push_str(&line);
+                stderr.push('\n');
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {}
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "framecast-bench still running after {TIMEOUT:?}; stderr:\n{stderr}"
+                );
+                continue;
+            }
+        }
+        // stderr closed: the process is exiting.
+        let status = loop {
+            if let Some(status) = child.0.try_wait().expect("try_wait") {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "framecast-bench did not exit");
+            thread::sleep(Duration::from_millis(5));
+        };
+        return BenchRun {
+            code: status.code(),
+            stdout: stdout.join().expect("stdout reader"),
+            stderr,
+        };
+    }
+}

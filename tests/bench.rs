@@ -1,0 +1,355 @@
+//! framecast-bench against real servers over loopback: the daemon (no errors, every
+//! framing, both loop shapes), a server that corrupts and drops frames (errors counted,
+//! exit code 3), a small broadcast relay, a refused connection and a server that dies
+//! mid-run (exit code 1). Runs are short and bounded; no timing is asserted.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+use common::{run_bench, run_bench_with, BenchRun, Daemon};
+
+/// Asserts a clean run: exit 0, frames received, no errors of any kind.
+fn assert_clean(run: &BenchRun) {
+    assert_eq!(
+        run.code,
+        Some(0),
+        "stdout:\n{}\nstderr:\n{}",
+        run.stdout,
+        run.stderr
+    );
+    assert!(run.number("frames_received") > 0.0, "{}", run.stdout);
+    assert_eq!(run.number("total"), 0.0, "{}", run.stdout);
+}
+
+#[test]
+fn two_seconds_against_the_daemon_without_a_single_error() {
+    let daemon = Daemon::start(&[]);
+    let addr = daemon.addr.to_string();
+    let pid = daemon.pid().to_string();
+    let run = run_bench(&[
+        &addr,
+        "--json",
+        "--duration",
+        "2",
+        "--warmup",
+        "0.2",
+        "--connections",
+        "20",
+        "--depth",
+        "8",
+        "--size",
+        "32..4096",
+        "--server-pid",
+        &pid,
+    ]);
+    assert_clean(&run);
+    let frames = run.number("frames_received");
+    assert!(run.number("frames_sent") > 0.0, "{}", run.stdout);
+    assert!(
+        run.number("bytes_received") >= frames * 36.0,
+        "{}",
+        run.stdout
+    );
+    assert!(run.number("p50") > 0.0 && run.number("p50") <= run.number("max"));
+    // The daemon is another process: its CPU figure is there, if only 0 s.
+    assert!(run.number("server_s") >= 0.0, "{}", run.stdout);
+    assert!(run.number("bench_s") >= 0.0, "{}", run.stdout);
+    assert!(run.stderr.contains("connections up"), "{}", run.stderr);
+}
+
+#[test]
+fn every_framing_and_both_loop_shapes_check_out() {
+    let cases: &[(&str, &[&str])] = &[
+        ("u8", &["--size", "32..255", "--depth", "3"]),
+        ("u16le", &["--size", "1000", "--threads", "2"]),
+        (
+            "u64be",
+            &["--size", "64KiB", "--connections", "2", "--depth", "4"],
+        ),
+        ("line", &["--size", "64..300", "--depth", "2"]),
+        ("fixed:100", &["--connections", "5"]),
+        (
+            "raw",
+            &["--size", "512", "--depth", "16", "--connections", "4"],
+        ),
+        ("u32be", &["--rate", "2000", "--connections", "4"]),
+        (
+            "u32be",
+            &["--size", "300KiB", "--connections", "2", "--depth", "2"],
+        ),
+    ];
+    for (framing, extra) in cases {
+        let daemon = Daemon::start(&["--framing", framing]);
+        let addr = daemon.addr.to_string();
+        let mut args = vec![
+            addr.as_str(),
+            "--json",
+            "--framing",
+            framing,
+            "--duration",
+            "0.4",
+            "--warmup",
+            "0.1",
+        ];
+        args.extend_from_slice(extra);
+        if !extra.contains(&"--connections") {
+            args.extend_from_slice(&["--connections", "3"]);
+        }
+        let run = run_bench(&args);
+        assert_clean(&run);
+    }
+}
+
+/// A threaded u32be echo server that flips a payload byte in frame number `flip` and
+/// drops frame number `drop`, counting frames over all connections from 0.
+fn start_liar(flip: usize, drop: usize) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let count = Arc::new(AtomicUsize::new(0));
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let count = Arc::clone(&count);
+            thread::spawn(move || {
+                stream.set_nodelay(true).unwrap();
+                let mut reader = stream.try_clone().unwrap();
+                loop {
+                    let mut header = [0u8; 4];
+                    if reader.read_exact(&mut header).is_err() {
+                        return;
+                    }
+                    let mut payload = vec![0; u32::from_be_bytes(header) as usize];
+                    if reader.read_exact(&mut payload).is_err() {
+                        return;
+                    }
+                    let n = count.fetch_add(1, Ordering::SeqCst);
+                    if n == drop {
+                        continue;
+                    }
+                    if n == flip {
+                        *payload.last_mut().unwrap() ^= 0x20;
+                    }
+                    let mut frame = header.to_vec();
+                    frame.extend_from_slice(&payload);
+                    if stream.write_all(&frame).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_flipped_byte_and_a_dropped_frame_are_reported_and_fail_the_run() {
+    let addr = start_liar(50, 100).to_string();
+    let run = run_bench(&[
+        &addr,
+        "--json",
+        "--duration",
+        "0.5",
+        "--warmup",
+        "0",
+        "--connections",
+        "2",
+        "--depth",
+        "4",
+    ]);
+    assert_eq!(run.code, Some(3), "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(run.number("corrupted"), 1.0, "{}", run.stdout);
+    assert_eq!(run.number("lost"), 1.0, "{}", run.stdout);
+    assert_eq!(run.number("duplicated"), 0.0, "{}", run.stdout);
+    assert_eq!(run.number("total"), 2.0, "{}", run.stdout);
+    assert!(run.stderr.contains("2 errors"), "{}", run.stderr);
+
+    // The text summary names them too.
+    let run = run_bench(&[&addr, "--duration", "0.2", "--warmup", "0", "-c", "1"]);
+    assert_eq!(
+        run.code,
+        Some(0),
+        "the liar only lies once:\n{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn text_summary_names_lost_and_corrupted_frames() {
+    let addr = start_liar(10, 20).to_string();
+    let run = run_bench(&[
+        &addr,
+        "--duration",
+        "0.3",
+        "--warmup",
+        "0",
+        "-c",
+        "1",
+        "-d",
+        "2",
+    ]);
+    assert_eq!(run.code, Some(3), "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("errors    1 lost, 1 corrupted"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn a_dropped_frame_at_depth_one_is_unanswered() {
+    let addr = start_liar(usize::MAX, 5).to_string();
+    let run = run_bench(&[
+        &addr,
+        "--json",
+        "--duration",
+        "0.3",
+        "--warmup",
+        "0",
+        "-c",
+        "1",
+    ]);
+    assert_eq!(run.code, Some(3), "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(run.number("unanswered"), 1.0, "{}", run.stdout);
+}
+
+/// A threaded u32be relay: every frame goes to every other client, as broadcast mode
+/// does.
+fn start_relay() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let clients: Arc<Mutex<Vec<(usize, TcpStream)>>> = Arc::default();
+    thread::spawn(move || {
+        for (id, stream) in listener.incoming().enumerate() {
+            let Ok(mut reader) = stream else { return };
+            reader.set_nodelay(true).unwrap();
+            clients
+                .lock()
+                .unwrap()
+                .push((id, reader.try_clone().unwrap()));
+            let clients = Arc::clone(&clients);
+            thread::spawn(move || loop {
+                let mut header = [0u8; 4];
+                if reader.read_exact(&mut header).is_err() {
+                    return;
+                }
+                let mut frame = header.to_vec();
+                frame.resize(4 + u32::from_be_bytes(header) as usize, 0);
+                if reader.read_exact(&mut frame[4..]).is_err() {
+                    return;
+                }
+                for (other, stream) in clients.lock().unwrap().iter_mut() {
+                    if *other != id {
+                        let _ = stream.write_all(&frame);
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn broadcast_scenario_checks_every_delivery() {
+    let addr = start_relay().to_string();
+    let run = run_bench(&[
+        &addr,
+        "--json",
+        "--scenario",
+        "broadcast",
+        "--publishers",
+        "1",
+        "--subscribers",
+        "5",
+        "--depth",
+        "8",
+        "--duration",
+        "0.5",
+        "--warmup",
+        "0.1",
+    ]);
+    assert_clean(&run);
+    assert_eq!(run.number("subscribers"), 5.0);
+    // Every frame sent reaches five subscribers.
+    assert!(run.number("frames_received") >= run.number("frames_sent"));
+}
+
+#[test]
+fn broadcast_with_several_publishers_and_threads() {
+    let addr = start_relay().to_string();
+    let run = run_bench(&[
+        &addr,
+        "--json",
+        "--scenario",
+        "broadcast",
+        "--publishers",
+        "2",
+        "--subscribers",
+        "3",
+        "--threads",
+        "2",
+        "--size",
+        "40..400",
+        "--depth",
+        "4",
+        "--duration",
+        "0.5",
+        "--warmup",
+        "0.1",
+    ]);
+    assert_clean(&run);
+}
+
+#[test]
+fn refused_connection_is_a_clear_error() {
+    let addr = {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().to_string()
+    };
+    let run = run_bench(&[&addr, "--duration", "1"]);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!("cannot connect to {addr}")),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+}
+
+#[test]
+fn a_server_dying_mid_run_ends_the_run_with_a_clear_error() {
+    let mut daemon = Some(Daemon::start(&[]));
+    let addr = daemon.as_ref().unwrap().addr.to_string();
+    let run = run_bench_with(
+        &[&addr, "--duration", "15", "--warmup", "0", "-c", "4"],
+        |line| {
+            if line.contains("connections up") {
+                daemon.take(); // kills the daemon once traffic flows
+            }
+        },
+    );
+    assert_eq!(run.code, Some(1), "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("every connection closed"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stdout.contains("aborted"), "{}", run.stdout);
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+}
+
+#[test]
+fn payloads_too_small_for_the_integrity_header_are_a_usage_error() {
+    let run = run_bench(&["127.0.0.1:9", "--size", "8..64"]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(run.stderr.contains("integrity header"), "{}", run.stderr);
+    let run = run_bench(&["127.0.0.1:9", "--framing", "raw", "--size", "64..128"]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    let run = run_bench(&["no-such-host.invalid:1"]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(run.stderr.contains("[ADDR]"), "{}", run.stderr);
+}
