@@ -8,7 +8,7 @@ use bytes::{Buf, BytesMut};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
-use super::payload::{self, Header};
+use super::payload::Header;
 use super::stats::Stats;
 use super::track::SeqWindow;
 use super::worker::Plan;
@@ -153,7 +153,8 @@ impl Conn {
             seq: self.sent,
             stamp,
         };
-        payload::write(plan.format, &mut self.out[start + at..start + end], &header);
+        plan.pattern
+            .write(&mut self.out[start + at..start + end], &header);
         self.sent += 1;
         self.out.len() - start
     }
@@ -316,6 +317,7 @@ impl Conn {
     ) -> Result<usize, ReadError> {
         let mut used = 0;
         let mut frames = 0u64;
+        let mut all = 0u64;
         while used < data.len() {
             let rest = &data[used..];
             let n = match self.decoder.decode(rest) {
@@ -336,6 +338,7 @@ impl Conn {
             let Some(stamp) = self.verify(frame, plan, stats) else {
                 continue;
             };
+            all += 1;
             if measuring {
                 frames += 1;
                 stats.bytes_received += n as u64;
@@ -345,12 +348,14 @@ impl Conn {
             }
         }
         stats.frames_received += frames;
+        stats.frames_total += all;
+        stats.bytes_total += used as u64;
         Ok(used)
     }
 
     /// Checks one frame and counts what it says; returns its stamp if it is good.
     fn verify(&mut self, frame: &[u8], plan: &Plan, stats: &mut Stats) -> Option<u64> {
-        let header = match payload::verify(plan.format, self.decoder.payload(frame)) {
+        let header = match plan.pattern.verify(self.decoder.payload(frame)) {
             Ok(header) => header,
             Err(_) => {
                 stats.integrity.corrupted += 1;

@@ -146,10 +146,12 @@ pub fn run(config: &BenchConfig, progress: &mut dyn FnMut(&str)) -> Result<Repor
     let progress_counters: Arc<Vec<Progress>> =
         Arc::new((0..threads).map(|_| Progress::default()).collect());
 
+    // Everything that takes time is done before the clock starts.
+    let pattern = Pattern::new(config.format(), config.size.min, config.size.max);
     let epoch = Instant::now();
     let warm_end = epoch + config.warmup;
     let end = warm_end + config.duration;
-    let plan = Arc::new(plan(config, threads, epoch, warm_end, end));
+    let plan = Arc::new(plan(config, pattern, threads, epoch, warm_end, end));
 
     let mut shares: Vec<Vec<Conn>> = (0..threads).map(|_| Vec::new()).collect();
     let senders = config.scenario.senders();
@@ -314,6 +316,7 @@ pub fn run(config: &BenchConfig, progress: &mut dyn FnMut(&str)) -> Result<Repor
 /// The read-only plan every worker shares.
 fn plan(
     config: &BenchConfig,
+    pattern: Pattern,
     threads: usize,
     epoch: Instant,
     warm_end: Instant,
@@ -336,10 +339,9 @@ fn plan(
         Scenario::Echo { .. } => 0,
     };
     Plan {
-        format: config.format(),
         encoder,
         decoder,
-        pattern: Pattern::new(config.size.max),
+        pattern,
         size: config.size,
         load: config.load,
         publishers,

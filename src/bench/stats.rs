@@ -112,6 +112,10 @@ pub struct Stats {
     pub frames_received: u64,
     /// Wire bytes received inside the measured window.
     pub bytes_received: u64,
+    /// Frames received over the whole run, warmup and drain included (progress line).
+    pub frames_total: u64,
+    /// Wire bytes received over the whole run (progress line).
+    pub bytes_total: u64,
     /// Integrity errors.
     pub integrity: Integrity,
     /// Connection errors.
@@ -128,6 +132,8 @@ impl Stats {
             bytes_sent: 0,
             frames_received: 0,
             bytes_received: 0,
+            frames_total: 0,
+            bytes_total: 0,
             integrity: Integrity::default(),
             connections: ConnectionErrors::default(),
             latency: new_histogram(),
@@ -140,6 +146,8 @@ impl Stats {
         self.bytes_sent += other.bytes_sent;
         self.frames_received += other.frames_received;
         self.bytes_received += other.bytes_received;
+        self.frames_total += other.frames_total;
+        self.bytes_total += other.bytes_total;
         self.integrity.merge(&other.integrity);
         self.connections.merge(&other.connections);
         // Both histograms have the same bounds, so adding cannot fail; if it ever did,

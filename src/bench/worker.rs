@@ -19,7 +19,7 @@ use mio::{Events, Poll, Token, Waker};
 
 use super::config::{Load, SizeRange};
 use super::conn::{Closed, Conn, ReadEnd, Role};
-use super::payload::{Format, Pattern};
+use super::payload::Pattern;
 use super::stats::{Progress, Stats};
 use crate::codec::Codec;
 
@@ -49,8 +49,6 @@ const NO_ACK: u64 = u64::MAX;
 
 /// What every thread of a run shares read-only.
 pub struct Plan {
-    /// Payload header format.
-    pub format: Format,
     /// Builds frames.
     pub encoder: Codec,
     /// Cuts what comes back (for `raw`, into fixed-size messages).
@@ -169,8 +167,6 @@ pub struct Worker {
     still_ready: Vec<usize>,
     /// Connections still open.
     open: usize,
-    /// Frames and bytes received since the start, for the progress line.
-    totals: (u64, u64),
     /// Why the first connection closed early.
     first_close: Option<String>,
     /// A broadcast receiver advanced since the board was last updated.
@@ -205,7 +201,6 @@ impl Worker {
             stats: Stats::new(),
             buffer: vec![0; READ_BUFFER],
             still_ready: Vec::new(),
-            totals: (0, 0),
             first_close: None,
             acks_dirty: false,
             stopped: false,
@@ -339,7 +334,6 @@ impl Worker {
         let plan = Arc::clone(&self.plan);
         let epoch = plan.epoch;
         let mut clock = || epoch.elapsed().as_nanos() as u64;
-        let before = (self.stats.frames_received, self.stats.bytes_received);
         let conn = &mut self.conns[i];
         let end = conn.read(
             &mut self.buffer,
@@ -349,11 +343,13 @@ impl Worker {
             READ_BUDGET,
             &mut clock,
         );
-        self.totals.0 += self.stats.frames_received - before.0;
-        self.totals.1 += self.stats.bytes_received - before.1;
         let progress = &self.progress[self.index];
-        progress.frames.store(self.totals.0, Ordering::Relaxed);
-        progress.bytes.store(self.totals.1, Ordering::Relaxed);
+        progress
+            .frames
+            .store(self.stats.frames_total, Ordering::Relaxed);
+        progress
+            .bytes
+            .store(self.stats.bytes_total, Ordering::Relaxed);
         progress
             .errors
             .store(self.stats.errors(), Ordering::Relaxed);
