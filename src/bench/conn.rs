@@ -132,21 +132,30 @@ impl Conn {
         self.out.len()
     }
 
-    /// Encodes the next frame, stamped `stamp` ns since the epoch, into the output.
-    /// Returns its wire length.
+    /// Encodes the next frame, stamped `stamp` ns since the epoch, into the
+    /// connection's output. Returns its wire length.
     pub fn push_frame(&mut self, plan: &Plan, stamp: u64) -> usize {
+        let mut out = std::mem::take(&mut self.out);
+        let n = self.encode_frame(plan, stamp, &mut out);
+        self.out = out;
+        n
+    }
+
+    /// Encodes the next frame, stamped `stamp` ns since the epoch, at the end of
+    /// `dst` (the connection's output, or the thread's staging buffer). Returns its
+    /// wire length.
+    pub fn encode_frame(&mut self, plan: &Plan, stamp: u64, dst: &mut BytesMut) -> usize {
         let len = self.next_size(plan);
-        let start = self.out.len();
+        let start = dst.len();
         let template = plan.pattern.template(self.sent, len);
-        if plan.encoder.encode(template, &mut self.out).is_err() {
+        if plan.encoder.encode(template, dst).is_err() {
             // Sizes are validated against the framing before the run; a payload the
             // encoder refuses is skipped rather than sent wrong.
-            self.out.truncate(start);
+            dst.truncate(start);
             return 0;
         }
-        let frame = &self.out[start..];
+        let frame = &dst[start..];
         let at = offset_of(plan.encoder.payload(frame), frame);
-        let end = at + len;
         let header = Header {
             conn: self.id,
             len: len as u32,
@@ -154,9 +163,39 @@ impl Conn {
             stamp,
         };
         plan.pattern
-            .write(&mut self.out[start + at..start + end], &header);
+            .write(&mut dst[start + at..start + at + len], &header);
         self.sent += 1;
-        self.out.len() - start
+        dst.len() - start
+    }
+
+    /// Writes `staged` frames straight from the thread's staging buffer, keeping what
+    /// the socket does not take in the connection's output (which must be empty, so
+    /// order is kept).
+    ///
+    /// # Errors
+    /// The write error; the caller closes the connection.
+    pub fn send_staged(&mut self, registry: &Registry, staged: &[u8]) -> io::Result<()> {
+        debug_assert!(self.out.is_empty());
+        let mut rest = staged;
+        while !rest.is_empty() {
+            match self.stream.write(rest) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    rest = &rest[n..];
+                    if !rest.is_empty() {
+                        break; // the send buffer is full
+                    }
+                }
+                Err(e) if would_block(&e) => break,
+                Err(e) if interrupted(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if !rest.is_empty() {
+            self.out.extend_from_slice(rest);
+            self.flush(registry)?;
+        }
+        Ok(())
     }
 
     /// The next payload size.

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::BytesMut;
 use mio::{Events, Poll, Token, Waker};
 
 use super::config::{Load, SizeRange};
@@ -33,6 +34,9 @@ const READ_BUDGET: usize = 1 << 20;
 /// Open loop: output a connection may queue before its schedule waits (the frames are
 /// still sent late, stamped with their intended time, so latency stays honest).
 const MAX_QUEUED: usize = 4 << 20;
+/// Bytes of frames generated before they are written: small enough to stay in cache,
+/// large enough that one `write` carries many frames.
+const STAGING: usize = 64 << 10;
 /// Events taken from one poll call.
 const EVENTS: usize = 1024;
 /// Below this, `Poll::poll` (whole milliseconds) is too coarse for an open-loop
@@ -163,6 +167,8 @@ pub struct Worker {
     stats: Stats,
     /// The read buffer every connection of the thread reads into.
     buffer: Vec<u8>,
+    /// Where closed-loop frames are generated and written from.
+    staging: BytesMut,
     /// Connections stopped by their read budget, to read again before blocking.
     still_ready: Vec<usize>,
     /// Connections still open.
@@ -200,6 +206,7 @@ impl Worker {
             board,
             stats: Stats::new(),
             buffer: vec![0; READ_BUFFER],
+            staging: BytesMut::with_capacity(2 * STAGING),
             still_ready: Vec::new(),
             first_close: None,
             acks_dirty: false,
@@ -263,6 +270,9 @@ impl Worker {
                 }
                 if event.is_writable() && self.conns[i].open {
                     self.flush(i);
+                    if self.conns[i].open && self.conns[i].queued() == 0 {
+                        self.top_up(i, measuring);
+                    }
                 }
             }
             let mut again = std::mem::replace(&mut self.still_ready, spare);
@@ -361,23 +371,56 @@ impl Worker {
                 return;
             }
         }
-        let conn = &self.conns[i];
-        if conn.role != Role::Echo {
+        if self.conns[i].role != Role::Echo {
             self.acks_dirty = true;
             return;
         }
-        if let Load::Closed { depth } = plan.load {
-            let want = (depth as u64).saturating_sub(conn.in_flight());
-            if want > 0 && !self.stopped {
-                let stamp = clock();
-                for _ in 0..want {
-                    self.push(i, stamp, measuring);
+        self.top_up(i, measuring);
+    }
+
+    /// Closed-loop echo: brings connection `i` back to `depth` frames in flight, then
+    /// writes. Only with nothing queued: a queue means the socket is full, and frames
+    /// generated now would wait in it (and be copied forward as it drains), so the
+    /// WRITABLE event that empties it tops up instead, with a fresher stamp.
+    fn top_up(&mut self, i: usize, measuring: bool) {
+        let conn = &self.conns[i];
+        let mut want = match self.plan.load {
+            Load::Closed { depth } if !self.stopped && conn.role == Role::Echo => {
+                (depth as u64).saturating_sub(conn.in_flight())
+            }
+            _ => 0,
+        };
+        if want == 0 || conn.queued() > 0 {
+            if conn.queued() > 0 {
+                self.flush(i);
+            }
+            return;
+        }
+        let plan = Arc::clone(&self.plan);
+        let stamp = plan.ns(Instant::now());
+        let mut staging = std::mem::take(&mut self.staging);
+        while want > 0 {
+            // Batches of at most STAGING bytes, written from the same few cache-warm
+            // bytes each time rather than from per-connection buffers.
+            while want > 0 && staging.len() < STAGING {
+                let n = self.conns[i].encode_frame(&plan, stamp, &mut staging);
+                want -= 1;
+                if measuring {
+                    self.stats.frames_sent += 1;
+                    self.stats.bytes_sent += n as u64;
                 }
             }
+            let sent = self.conns[i].send_staged(self.poll.registry(), &staging);
+            staging.clear();
+            if let Err(e) = sent {
+                self.close(i, closed_by(e));
+                break;
+            }
+            if self.conns[i].queued() > 0 {
+                break; // the socket is full; WRITABLE continues from here
+            }
         }
-        if self.conns[i].queued() > 0 {
-            self.flush(i);
-        }
+        self.staging = staging;
     }
 
     /// Encodes one frame on connection `i`, counting it if inside the window.
@@ -489,14 +532,7 @@ impl Worker {
     /// Writes connection `i`'s output; closes it on error.
     fn flush(&mut self, i: usize) {
         if let Err(e) = self.conns[i].flush(self.poll.registry()) {
-            let why = if e.kind() == io::ErrorKind::BrokenPipe
-                || e.kind() == io::ErrorKind::ConnectionReset
-            {
-                Closed::ByServer(e.to_string())
-            } else {
-                Closed::Io(e.to_string())
-            };
-            self.close(i, why);
+            self.close(i, closed_by(e));
         }
     }
 
@@ -632,5 +668,15 @@ impl Worker {
         for i in 0..self.conns.len() {
             self.close(i, Closed::Io(why.to_owned()));
         }
+    }
+}
+
+/// Why a write error closes a connection: the server's doing, or another I/O error.
+fn closed_by(e: io::Error) -> Closed {
+    match e.kind() {
+        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => {
+            Closed::ByServer(e.to_string())
+        }
+        _ => Closed::Io(e.to_string()),
     }
 }
