@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# Side-by-side figures for issue 5: framecast (u32be and --framing raw) against the
+# tokio reference echo server, server pinned to CPU 0 and framecast-bench to CPU 1, for
+# the standard scenarios (512-byte messages; 50 connections at depth 1, 16 and 256; one
+# connection at depth 1), each run RUNS times, medians printed in one table; and the
+# loopback round-trip floor from sockperf, if installed.
+#
+#   benches/compare.sh                      # RUNS=3 DURATION=5 WARMUP=1
+#   RUNS=5 DURATION=10 benches/compare.sh
+#
+# Environment: RUNS, DURATION, WARMUP (seconds), TOKIO_ECHO_DIR (default
+# ../shared/peers/tokio-echo, relative to the repository), SERVER_CPU (0), BENCH_CPU (1).
+# Every run is bounded by `timeout`, and every process the script starts is killed by
+# its PID when the run ends or the script exits.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+RUNS=${RUNS:-3}
+DURATION=${DURATION:-5}
+WARMUP=${WARMUP:-1}
+SERVER_CPU=${SERVER_CPU:-0}
+BENCH_CPU=${BENCH_CPU:-1}
+TOKIO_ECHO_DIR=${TOKIO_ECHO_DIR:-../shared/peers/tokio-echo}
+LIMIT=$(awk -v d="$DURATION" -v w="$WARMUP" 'BEGIN { printf "%d", d + w + 30 }')
+WORK=$(mktemp -d)
+SERVER_PID=""
+
+cleanup() {
+  if [[ -n "$SERVER_PID" ]]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT INT TERM
+
+cargo build --release --quiet --bin framecast --bin framecast-bench
+FRAMECAST=target/release/framecast
+BENCH=target/release/framecast-bench
+TOKIO_ECHO=""
+if [[ -f "$TOKIO_ECHO_DIR/Cargo.toml" ]]; then
+  cargo build --release --quiet --manifest-path "$TOKIO_ECHO_DIR/Cargo.toml"
+  TOKIO_ECHO="$TOKIO_ECHO_DIR/target/release/tokio-echo"
+else
+  echo "note: $TOKIO_ECHO_DIR not found; tokio-echo rows skipped" >&2
+fi
+
+# A free loopback port (bound and released; the server binds it right after).
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null ||
+    echo $((20000 + RANDOM % 20000))
+}
+
+# start_server NAME PORT: starts the server pinned to SERVER_CPU, sets SERVER_PID, and
+# waits (at most 10 s) until the port accepts connections.
+start_server() {
+  local name=$1 port=$2
+  case $name in
+    framecast-u32be) taskset -c "$SERVER_CPU" "$FRAMECAST" --listen "127.0.0.1:$port" --framing u32be >"$WORK/server.out" 2>&1 & ;;
+    framecast-raw) taskset -c "$SERVER_CPU" "$FRAMECAST" --listen "127.0.0.1:$port" --framing raw >"$WORK/server.out" 2>&1 & ;;
+    tokio-echo) taskset -c "$SERVER_CPU" "$TOKIO_ECHO" "127.0.0.1:$port" >"$WORK/server.out" 2>&1 & ;;
+    sockperf) taskset -c "$SERVER_CPU" sockperf server --tcp -i 127.0.0.1 -p "$port" >"$WORK/server.out" 2>&1 & ;;
+  esac
+  SERVER_PID=$!
+  for _ in $(seq 100); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  echo "error: $name did not start on port $port:" >&2
+  cat "$WORK/server.out" >&2
+  return 1
+}
+
+stop_server() {
+  if [[ -n "$SERVER_PID" ]]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
+  SERVER_PID=""
+}
+
+# field JSON KEY: a number from the bench's one-line JSON summary.
+field() { grep -o "\"$2\":[-0-9.e]*" <<<"$1" | head -1 | cut -d: -f2; }
+
+# median of the numbers on stdin.
+median() { sort -g | awk '{v[NR]=$1} END {if (NR==0) print "nan"; else if (NR%2) print v[(NR+1)/2]; else print (v[NR/2]+v[NR/2+1])/2}'; }
+
+SCENARIOS=("depth 1|-c 50 -d 1" "depth 16|-c 50 -d 16" "streaming 256|-c 50 -d 256" "single conn d1|-c 1 -d 1")
+SERVERS=(framecast-u32be framecast-raw)
+[[ -n "$TOKIO_ECHO" ]] && SERVERS+=(tokio-echo)
+
+printf '%-15s %-16s %12s %9s %9s %9s %10s %10s %6s\n' scenario server frames/s "MB/s" "p50 µs" "p99 µs" "srv µs/f" "bench µs/f" errors
+declare -A CPU
+for scenario in "${SCENARIOS[@]}"; do
+  label=${scenario%%|*}
+  flags=${scenario#*|}
+  for server in "${SERVERS[@]}"; do
+    framing=u32be
+    [[ $server == framecast-u32be ]] || framing=raw
+    : >"$WORK/runs"
+    for _ in $(seq "$RUNS"); do
+      port=$(free_port)
+      start_server "$server" "$port"
+      # shellcheck disable=SC2086 # flags are words on purpose
+      json=$(timeout "$LIMIT" taskset -c "$BENCH_CPU" "$BENCH" "127.0.0.1:$port" $flags --size 512 \
+        --framing "$framing" --duration "$DURATION" --warmup "$WARMUP" --server-pid "$SERVER_PID" --json \
+        2>"$WORK/bench.err") || true
+      stop_server
+      if [[ -z "$json" ]]; then
+        echo "run failed: $label $server: $(tail -1 "$WORK/bench.err")" >&2
+        continue
+      fi
+      echo "$(field "$json" frames_per_s) $(field "$json" mb_in_per_s) $(field "$json" p50) $(field "$json" p99) $(field "$json" server_us_per_frame) $(field "$json" bench_us_per_frame) $(field "$json" total)" >>"$WORK/runs"
+    done
+    col() { awk -v c="$1" '{print $c}' "$WORK/runs" | median; }
+    rate=$(col 1) mb=$(col 2) p50=$(col 3) p99=$(col 4) srv=$(col 5) bench=$(col 6) errors=$(awk '{s+=$7} END {print s+0}' "$WORK/runs")
+    CPU["$label/$server"]=$srv
+    printf '%-15s %-16s %12.0f %9.1f %9.1f %9.1f %10.3f %10.3f %6s\n' "$label" "$server" "$rate" "$mb" "$p50" "$p99" "$srv" "$bench" "$errors"
+  done
+done
+
+if [[ -n "$TOKIO_ECHO" ]]; then
+  echo
+  echo "server CPU per frame relative to tokio-echo (target: at most 0.85):"
+  for scenario in "${SCENARIOS[@]}"; do
+    label=${scenario%%|*}
+    for server in framecast-u32be framecast-raw; do
+      awk -v a="${CPU[$label/$server]}" -v b="${CPU[$label/tokio-echo]}" -v l="$label" -v s="$server" \
+        'BEGIN { if (b > 0) printf "  %-15s %-16s %.2f\n", l, s, a / b; else printf "  %-15s %-16s n/a\n", l, s }'
+    done
+  done
+fi
+
+echo
+if command -v sockperf >/dev/null; then
+  : >"$WORK/rtt"
+  for _ in $(seq "$RUNS"); do
+    port=$(free_port)
+    start_server sockperf "$port"
+    timeout "$LIMIT" taskset -c "$BENCH_CPU" sockperf ping-pong --tcp -i 127.0.0.1 -p "$port" -m 512 \
+      -t "$DURATION" --full-rtt >"$WORK/sockperf.out" 2>&1 || true
+    stop_server
+    grep -o 'percentile 50.000 = *[0-9.]*' "$WORK/sockperf.out" | awk '{print $NF}' >>"$WORK/rtt" || true
+  done
+  echo "sockperf ping-pong, 512 B, full RTT, median of $RUNS: p50 $(median <"$WORK/rtt") µs (the loopback floor for 'single conn d1' p50)"
+else
+  echo "sockperf not installed (apt-get install sockperf): no RTT floor"
+fi
+echo "(medians of $RUNS runs of ${DURATION} s after ${WARMUP} s warmup, per column; server on CPU $SERVER_CPU, bench on CPU $BENCH_CPU;"
+echo " MB/s: echoed wire bytes; µs/f: CPU time (utime+stime) per echoed frame over the measured window)"
