@@ -228,9 +228,11 @@ pub fn run(config: &BenchConfig, progress: &mut dyn FnMut(&str)) -> Result<Repor
             if now >= next_tick {
                 let totals = ProgressTotals::sum(progress_counters.iter());
                 let secs = now.duration_since(last.0).as_secs_f64().max(1e-9);
-                let phase = if now < warm_end {
+                // The phase of the second the line covers, judged at its middle.
+                let middle = now.checked_sub(PROGRESS_INTERVAL / 2).unwrap_or(now);
+                let phase = if middle < warm_end {
                     "warmup"
-                } else if now >= end {
+                } else if middle >= end {
                     "drain"
                 } else {
                     ""
