@@ -6,7 +6,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;
 
-use crate::mode::Mode;
+use crate::mode::{Mode, SlowConsumer};
 
 /// Default listen address: loopback only, so a daemon started by hand is not exposed.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
@@ -26,6 +26,10 @@ pub struct Config {
     pub listen: Vec<SocketAddr>,
     /// What happens to a complete frame.
     pub mode: Mode,
+    /// In broadcast mode, also send each frame back to its sender.
+    pub echo_self: bool,
+    /// In broadcast mode, what happens to a recipient past `max_output`.
+    pub slow_consumer: SlowConsumer,
     /// How the byte stream is cut into frames.
     pub framing: Framing,
     /// Largest payload a frame may declare or carry, in bytes.
@@ -41,6 +45,8 @@ impl Default for Config {
         Config {
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 7070))],
             mode: Mode::default(),
+            echo_self: false,
+            slow_consumer: SlowConsumer::default(),
             framing: Framing::default(),
             max_frame: DEFAULT_MAX_FRAME,
             max_output: DEFAULT_MAX_OUTPUT,

@@ -9,9 +9,10 @@ use std::process::ExitCode;
 use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser};
 use framecast::config::{self, parse_size};
+use framecast::mode::SlowConsumer;
 use framecast::{Config, Framing, Mode, Server};
 
-/// A TCP daemon that cuts byte streams into frames and echoes them.
+/// A TCP daemon that cuts byte streams into frames and echoes or broadcasts them.
 #[derive(Debug, Parser)]
 #[command(name = "framecast", version, about, max_term_width = 100)]
 struct Args {
@@ -19,9 +20,19 @@ struct Args {
     #[arg(long = "listen", value_name = "ADDR", default_value = config::DEFAULT_LISTEN)]
     listen: Vec<SocketAddr>,
 
-    /// What to do with each complete frame: echo.
+    /// What to do with each complete frame: echo (back to its sender) or broadcast (to
+    /// every other client).
     #[arg(long, value_name = "MODE", default_value = "echo")]
     mode: Mode,
+
+    /// In broadcast mode, also send each frame back to its sender.
+    #[arg(long)]
+    echo_self: bool,
+
+    /// In broadcast mode, what happens to a client whose pending output passes
+    /// --max-output: disconnect it, or drop whole frames for it until it catches up.
+    #[arg(long, value_name = "POLICY", default_value = "disconnect")]
+    slow_consumer: SlowConsumer,
 
     /// How frames are delimited: u8, u16be, u16le, u32be, u32le, u64be, u64le, line,
     /// fixed:N or raw.
@@ -57,6 +68,12 @@ impl Args {
                 "invalid value '0' for '--max-connections <N>': must be at least 1".into(),
             ));
         }
+        if self.echo_self && self.mode != Mode::Broadcast {
+            return Err(invalid(
+                "'--echo-self' needs '--mode broadcast' (echo mode always answers the sender)"
+                    .into(),
+            ));
+        }
         if let Framing::Fixed(size) = self.framing {
             if size > self.max_frame {
                 return Err(invalid(format!(
@@ -68,6 +85,8 @@ impl Args {
         Ok(Config {
             listen: self.listen,
             mode: self.mode,
+            echo_self: self.echo_self,
+            slow_consumer: self.slow_consumer,
             framing: self.framing,
             max_frame: self.max_frame,
             max_output: self.max_output,

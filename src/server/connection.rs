@@ -44,6 +44,11 @@ pub struct Connection {
     pub readable: bool,
     /// Reading is stopped because `output` passed the cap (backpressure).
     pub paused: bool,
+    /// Frames from others are being skipped because `output` passed the cap (slow
+    /// consumer, policy `drop`).
+    pub dropping: bool,
+    /// Frames skipped for this connection so far, for the log when it closes.
+    pub dropped: u64,
     /// Already on the server's list of connections to read this turn.
     pub in_ready: bool,
     /// Already on the server's list of connections to flush before the next poll.
@@ -64,6 +69,8 @@ impl Connection {
             phase: Phase::Open,
             readable: false,
             paused: false,
+            dropping: false,
+            dropped: 0,
             in_ready: false,
             in_dirty: false,
             registered: Interest::READABLE,

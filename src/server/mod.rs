@@ -30,7 +30,7 @@ use slab::Slab;
 
 use crate::codec::Codec;
 use crate::config::Config;
-use crate::mode::Audience;
+use crate::mode::{Mode, Offer, SlowConsumer};
 use connection::{Connection, Phase};
 
 pub use output::Output;
@@ -94,6 +94,10 @@ pub struct Stats {
     pub refused: u64,
     /// Connections closed for breaking the framing.
     pub protocol_errors: u64,
+    /// Recipients closed for passing the output cap (slow-consumer policy `disconnect`).
+    pub slow_disconnects: u64,
+    /// Frames skipped for recipients past the output cap (slow-consumer policy `drop`).
+    pub frames_dropped: u64,
     /// Connections that ended in the middle of a frame.
     pub truncated: u64,
     /// Complete frames received.
@@ -199,8 +203,15 @@ impl Server {
     pub fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         let c = &self.config;
+        let broadcast = match c.mode {
+            Mode::Broadcast => format!(
+                " (echo-self {}, slow consumers: {})",
+                c.echo_self, c.slow_consumer
+            ),
+            Mode::Echo => String::new(),
+        };
         info!(
-            "serving {} listener(s): mode {}, framing {}, max frame {} B, max output {} B, max connections {}",
+            "serving {} listener(s): mode {}{broadcast}, framing {}, max frame {} B, max output {} B, max connections {}",
             self.listeners.len(), c.mode, c.framing, c.max_frame, c.max_output, c.max_connections
         );
         loop {
@@ -424,15 +435,57 @@ impl Server {
             if run.frames > 0 {
                 trace!("{}: {} frame(s), {} bytes", conn.peer, run.frames, run.len);
                 self.stats.frames_in += run.frames as u64;
-                self.deliver(key, frames);
+                self.deliver(key, frames, run.frames as u64);
             }
         }
     }
 
-    /// Queues a run of frames from connection `from` for the audience the mode names.
-    fn deliver(&mut self, from: usize, frames: Bytes) {
-        match self.config.mode.audience() {
-            Audience::Sender => self.enqueue_backpressured(from, frames),
+    /// Queues a run of `count` frames from connection `from` for the audience the mode
+    /// names: one refcounted `Bytes`, shared by every recipient.
+    fn deliver(&mut self, from: usize, frames: Bytes, count: u64) {
+        let audience = self.config.mode.audience(self.config.echo_self);
+        if audience.others {
+            self.fan_out(from, &frames, count);
+        }
+        if audience.sender {
+            self.enqueue_backpressured(from, frames);
+        }
+    }
+
+    /// Offers frames to every open connection but `from`; one past its output cap is
+    /// handled by the slow-consumer policy, so it never slows the sender or the others.
+    fn fan_out(&mut self, from: usize, frames: &Bytes, count: u64) {
+        let (cap, policy) = (self.config.max_output, self.config.slow_consumer);
+        for (key, conn) in self.conns.iter_mut() {
+            if key == from || conn.phase != Phase::Open {
+                continue;
+            }
+            match policy.offer(frames.len(), conn.output.len(), cap, conn.dropping) {
+                Offer::Queue => {
+                    conn.output.push(frames.clone());
+                    mark(&mut self.dirty, &mut conn.in_dirty, key);
+                }
+                Offer::Skip => {
+                    if !mem::replace(&mut conn.dropping, true) {
+                        debug!(
+                            "{}: slow consumer: {} bytes pending, skipping frames",
+                            conn.peer,
+                            conn.output.len()
+                        );
+                    }
+                    conn.dropped += count;
+                    self.stats.frames_dropped += count;
+                }
+                Offer::Disconnect => {
+                    info!(
+                        "{}: slow consumer: {} bytes pending would pass the cap of {cap} bytes; disconnecting",
+                        conn.peer,
+                        conn.output.len()
+                    );
+                    self.stats.slow_disconnects += 1;
+                    mark_closed(conn, key, &mut self.closed, &"slow consumer");
+                }
+            }
         }
     }
 
@@ -479,6 +532,13 @@ impl Server {
                 return;
             }
         }
+        if conn.dropping && SlowConsumer::resumes(conn.output.len(), self.config.max_output) {
+            debug!(
+                "{}: caught up after {} skipped frames",
+                conn.peer, conn.dropped
+            );
+            conn.dropping = false;
+        }
         if conn.paused && conn.output.len() <= self.config.max_output / 2 {
             conn.paused = false;
             if conn.readable {
@@ -517,13 +577,8 @@ impl Server {
     /// Marks a connection closed; it is deregistered and dropped before the next poll,
     /// so its key cannot be reused while an event for it may still be in hand.
     fn close(&mut self, key: usize, why: &dyn fmt::Display) {
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
-        if conn.phase != Phase::Closed {
-            debug!("{}: closed ({why})", conn.peer);
-            conn.phase = Phase::Closed;
-            self.closed.push(key);
+        if let Some(conn) = self.conns.get_mut(key) {
+            mark_closed(conn, key, &mut self.closed, why);
         }
     }
 
@@ -536,6 +591,22 @@ impl Server {
                 }
             }
         }
+    }
+}
+
+/// Marks `conn` closed and lists it for reaping, once.
+fn mark_closed(conn: &mut Connection, key: usize, closed: &mut Vec<usize>, why: &dyn fmt::Display) {
+    if conn.phase != Phase::Closed {
+        if conn.dropped > 0 {
+            debug!(
+                "{}: closed ({why}); {} frames skipped for it",
+                conn.peer, conn.dropped
+            );
+        } else {
+            debug!("{}: closed ({why})", conn.peer);
+        }
+        conn.phase = Phase::Closed;
+        closed.push(key);
     }
 }
 

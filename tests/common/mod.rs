@@ -230,3 +230,18 @@ impl Rng {
         (0..n).map(|_| self.next_u64() as u8).collect()
     }
 }
+
+/// Reads one `u32be` frame's payload; `None` at a clean end of stream before a header.
+pub fn read_frame_u32be(stream: &mut impl Read) -> Option<Vec<u8>> {
+    let mut header = [0u8; 4];
+    match stream.read_exact(&mut header) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return None,
+        Err(e) => panic!("reading a frame header: {e}"),
+    }
+    let mut payload = vec![0; u32::from_be_bytes(header) as usize];
+    stream
+        .read_exact(&mut payload)
+        .unwrap_or_else(|e| panic!("reading a frame payload: {e}"));
+    Some(payload)
+}
