@@ -129,29 +129,53 @@ fn count_until_close(mut stream: TcpStream) -> usize {
 }
 
 #[test]
-fn connections_beyond_the_limit_are_closed_at_once() {
-    let daemon = Daemon::start(&["--max-connections", "5"]);
-    let mut admitted: Vec<TcpStream> = (0..5)
-        .map(|i| {
-            let mut c = daemon.connect();
-            echo_roundtrip(&mut c, &frame_u32be(format!("client {i}").as_bytes()));
-            c
-        })
-        .collect();
-    for _ in 0..3 {
-        let mut refused = daemon.connect();
-        assert_eq!(
-            read_to_end(&mut refused),
-            b"",
-            "a refused client gets no data, just a close"
-        );
-    }
-    daemon.wait_for_log("refused 1 connection(s): at the limit of 5 connections");
-    for c in &mut admitted {
-        echo_roundtrip(c, &frame_u32be(b"still served"));
-    }
-    // A slot frees up once an admitted client leaves.
-    finish(&mut admitted[0], b"");
-    let mut late = daemon.connect();
-    echo_roundtrip(&mut late, &frame_u32be(b"room again"));
+fn oversize_skip_discards_a_100_mib_frame_and_keeps_the_connection() {
+    let mut daemon = Daemon::start(&["--oversize", "skip", "--max-frame", "1MiB"]);
+    let mut client = daemon.connect();
+    echo_roundtrip(&mut client, &frame_u32be(b"before"));
+    let before = daemon.rss_kib();
+
+    let mut writer = client.try_clone().unwrap();
+    let sender = thread::spawn(move || {
+        writer.write_all(&(100u32 << 20).to_be_bytes()).unwrap();
+        let chunk = vec![0x42; 1 << 20];
+        for _ in 0..100 {
+            writer.write_all(&chunk).unwrap();
+        }
+        writer.write_all(&frame_u32be(b"after the giant")).unwrap();
+    });
+    // Nothing of the skipped frame comes back; the next frame does.
+    assert_eq!(
+        common::read_n(&mut client, 4 + 15),
+        frame_u32be(b"after the giant")
+    );
+    sender.join().unwrap();
+    daemon.wait_for_log(
+        "skipping oversized frame: declared frame length 104857600 exceeds the maximum 1048576",
+    );
+    let after = daemon.rss_kib();
+    assert!(
+        after < before + 4 * 1024,
+        "RSS grew from {before} KiB to {after} KiB"
+    );
+    finish(&mut client, b"");
+    daemon.assert_alive();
+}
+
+#[test]
+fn oversize_skip_discards_an_overlong_line_up_to_its_delimiter() {
+    let daemon = Daemon::start(&[
+        "--framing",
+        "line",
+        "--oversize",
+        "skip",
+        "--max-frame",
+        "1KiB",
+    ]);
+    let mut client = daemon.connect();
+    let mut wire = b"first\r\n".to_vec();
+    wire.extend(vec![b'x'; 300_000]);
+    wire.extend_from_slice(b"\nsecond\n");
+    client.write_all(&wire).unwrap();
+    finish(&mut client, b"first\r\nsecond\n");
 }
