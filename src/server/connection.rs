@@ -50,7 +50,11 @@ pub struct Connection {
     pub phase: Phase,
     /// The peer has closed its sending side (end of stream read).
     pub eof: bool,
-    /// The socket may hold unread bytes: set by a readable event, cleared by `WouldBlock`.
+    /// The poller reported a hang-up or an error: read until end of stream or the
+    /// error, not just until a short read.
+    pub hup: bool,
+    /// The socket may hold unread bytes: set by a readable event, cleared by `WouldBlock`
+    /// or a short read.
     /// Edge-triggered readiness fires once, so a connection that stops reading early
     /// (budget spent, backpressure) must remember this itself.
     pub readable: bool,
@@ -89,6 +93,7 @@ impl Connection {
             output: Output::default(),
             phase: Phase::Open,
             eof: false,
+            hup: false,
             readable: false,
             paused: false,
             dropping: false,
@@ -125,11 +130,12 @@ impl Connection {
         }
     }
 
-    /// Reads once from the socket into the input buffer.
+    /// Reads once from the socket into the input buffer: bytes read, and whether they
+    /// filled the room offered.
     ///
     /// # Errors
     /// As `Read::read` on the socket.
-    pub fn read(&mut self) -> io::Result<usize> {
+    pub fn read(&mut self) -> io::Result<(usize, bool)> {
         self.input.read_from(&mut self.stream)
     }
 

@@ -309,6 +309,7 @@ impl Server {
                         };
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
                             conn.readable = true;
+                            conn.hup |= event.is_read_closed() || event.is_error();
                             serve::mark(&mut self.ready, &mut conn.in_ready, key);
                         }
                         if event.is_writable() || event.is_error() {

@@ -36,8 +36,14 @@ impl Server {
         self.spare = batch;
     }
 
-    /// Reads from one connection until `WouldBlock`, end of stream, backpressure or
-    /// `budget` bytes, handing complete frames on after every read.
+    /// Reads from one connection until it is drained, at end of stream, under
+    /// backpressure or after `budget` bytes, handing complete frames on after every read.
+    ///
+    /// Drained means `WouldBlock`, or a read that did not fill the room offered: the
+    /// socket held nothing more at that instant, so edge-triggered readiness will fire
+    /// again when more arrives, and the read that would only say `WouldBlock` is saved
+    /// (a syscall per event at one frame in flight). Not after a hang-up was reported:
+    /// then reading goes on to the end of stream.
     pub(super) fn serve(&mut self, key: usize, mut budget: usize) {
         loop {
             let Some(conn) = self.conns.get_mut(key) else {
@@ -52,19 +58,26 @@ impl Server {
                 return;
             }
             match conn.read() {
-                Ok(0) => {
+                Ok((0, _)) => {
                     conn.readable = false;
                     conn.eof = true;
                     self.on_eof(key);
                     return;
                 }
-                Ok(n) => {
+                Ok((n, filled)) => {
                     budget = budget.saturating_sub(n);
                     self.stats.bytes_in += n as u64;
+                    let drained = !filled && !conn.hup;
+                    if drained {
+                        conn.readable = false;
+                    }
                     if conn.phase == Phase::Lingering {
                         conn.input.discard(usize::MAX);
                     } else {
                         self.frame(key);
+                    }
+                    if drained {
+                        return;
                     }
                 }
                 Err(e) if would_block(&e) => {
