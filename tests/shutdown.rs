@@ -4,12 +4,12 @@
 
 mod common;
 
-use std::io::{self, BufReader, Write};
+use std::io::{BufReader, Write};
 use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{connect, frame_u32be, read_frame_u32be, Daemon, TIMEOUT};
+use common::{connect, frame_u32be, read_frame_u32be, write_until_blocked, Daemon, TIMEOUT};
 
 #[test]
 fn sigterm_echoes_every_frame_sent_before_it_then_exits_0() {
@@ -74,26 +74,9 @@ fn sigterm_echoes_every_frame_sent_before_it_then_exits_0() {
 /// A client that sends without reading until the daemon has output it cannot flush.
 fn stalled_client(daemon: &Daemon) -> TcpStream {
     let mut hog = daemon.connect();
-    hog.set_write_timeout(Some(Duration::from_millis(300)))
-        .unwrap();
-    let frame = frame_u32be(&[1; 60_000]);
-    let mut sent = 0;
-    let deadline = Instant::now() + TIMEOUT;
-    while Instant::now() < deadline {
-        match hog.write(&frame[sent % frame.len()..]) {
-            Ok(n) => sent += n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                return hog
-            }
-            Err(e) => panic!("{e}"),
-        }
-    }
-    panic!("the daemon never pushed back");
+    let sent = write_until_blocked(&mut hog, &frame_u32be(&[1; 60_000]), usize::MAX);
+    assert!(sent > 0);
+    hog
 }
 
 #[test]

@@ -297,3 +297,30 @@ pub fn read_frame_u32be(stream: &mut impl Read) -> Option<Vec<u8>> {
         .unwrap_or_else(|e| panic!("reading a frame payload: {e}"));
     Some(payload)
 }
+
+/// Writes `frame` over and over without reading, until a write blocks for 300 ms (the
+/// daemon has stopped reading us) or `max` bytes have gone out. Returns the bytes sent;
+/// the last frame may be partly written (`sent % frame.len()` bytes of it).
+pub fn write_until_blocked(stream: &mut TcpStream, frame: &[u8], max: usize) -> usize {
+    stream
+        .set_write_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut sent = 0;
+    let deadline = Instant::now() + TIMEOUT;
+    while sent < max && Instant::now() < deadline {
+        match stream.write(&frame[sent % frame.len()..]) {
+            Ok(n) => sent += n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                break
+            }
+            Err(e) => panic!("write failed after {sent} bytes: {e}"),
+        }
+    }
+    stream.set_write_timeout(Some(TIMEOUT)).unwrap();
+    sent
+}
