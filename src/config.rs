@@ -5,8 +5,11 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;
+use std::time::Duration;
 
-use crate::mode::Mode;
+use crate::access::AccessList;
+use crate::codec::Oversize;
+use crate::mode::{Mode, SlowConsumer};
 
 /// Default listen address: loopback only, so a daemon started by hand is not exposed.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
@@ -18,6 +21,15 @@ pub const DEFAULT_MAX_FRAME: usize = 8 << 20;
 pub const DEFAULT_MAX_OUTPUT: usize = 4 << 20;
 /// Default maximum number of simultaneous connections; more are accepted and closed.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Default time a started frame has to complete (30 s): defeats slowloris clients that
+/// trickle a byte at a time, yet is generous to any real sender.
+pub const DEFAULT_FRAME_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default time pending output may make no progress before the connection is closed (30 s).
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default time a graceful shutdown spends flushing pending output (5 s).
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default listen backlog: enough for connect bursts, as Redis and nginx use (511) and more.
+pub const DEFAULT_BACKLOG: u32 = 1024;
 
 /// Everything the server needs to run.
 #[derive(Debug, Clone)]
@@ -26,6 +38,10 @@ pub struct Config {
     pub listen: Vec<SocketAddr>,
     /// What happens to a complete frame.
     pub mode: Mode,
+    /// In broadcast mode, also send each frame back to its sender.
+    pub echo_self: bool,
+    /// In broadcast mode, what happens to a recipient past `max_output`.
+    pub slow_consumer: SlowConsumer,
     /// How the byte stream is cut into frames.
     pub framing: Framing,
     /// Largest payload a frame may declare or carry, in bytes.
@@ -34,6 +50,24 @@ pub struct Config {
     pub max_output: usize,
     /// Connections served at once; further ones are closed right after accept.
     pub max_connections: usize,
+    /// What to do with a frame over `max_frame`.
+    pub oversize: Oversize,
+    /// Close a connection with no complete frame in or out for this long.
+    pub idle_timeout: Option<Duration>,
+    /// Close a connection whose started frame does not complete within this time.
+    pub frame_timeout: Option<Duration>,
+    /// Close a connection whose pending output makes no progress for this long.
+    pub write_timeout: Option<Duration>,
+    /// On SIGINT/SIGTERM, how long to keep flushing pending output before exiting.
+    pub drain_timeout: Duration,
+    /// Which peers may connect.
+    pub access: AccessList,
+    /// Set `TCP_NODELAY` on accepted sockets (no Nagle delay for small frames).
+    pub nodelay: bool,
+    /// Enable TCP keepalive on accepted sockets, probing after this much idle time.
+    pub keepalive: Option<Duration>,
+    /// Listen backlog: connections the kernel queues before they are accepted.
+    pub backlog: u32,
 }
 
 impl Default for Config {
@@ -41,10 +75,21 @@ impl Default for Config {
         Config {
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 7070))],
             mode: Mode::default(),
+            echo_self: false,
+            slow_consumer: SlowConsumer::default(),
             framing: Framing::default(),
             max_frame: DEFAULT_MAX_FRAME,
             max_output: DEFAULT_MAX_OUTPUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            oversize: Oversize::Close,
+            idle_timeout: None,
+            frame_timeout: Some(DEFAULT_FRAME_TIMEOUT),
+            write_timeout: Some(DEFAULT_WRITE_TIMEOUT),
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            access: AccessList::default(),
+            nodelay: true,
+            keepalive: None,
+            backlog: DEFAULT_BACKLOG,
         }
     }
 }
@@ -179,9 +224,84 @@ pub fn parse_size(text: &str) -> Result<usize, ParseSizeError> {
     number.checked_mul(1 << shift).ok_or_else(bad)
 }
 
+/// A duration that is not a whole number of ms, s, m or h.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseDurationError(String);
+
+impl fmt::Display for ParseDurationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid duration '{}' (expected e.g. 500ms, 30s, 5m or 1h)",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for ParseDurationError {}
+
+/// Parses a duration such as `500ms`, `30s`, `5m` or `1h` (a unit is required).
+///
+/// # Errors
+/// [`ParseDurationError`] if the text is not a whole number with a known unit.
+pub fn parse_duration(text: &str) -> Result<Duration, ParseDurationError> {
+    let bad = || ParseDurationError(text.to_owned());
+    let trimmed = text.trim();
+    let split = trimmed
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(bad)?;
+    let (digits, unit) = trimmed.split_at(split);
+    let number: u64 = digits.parse().map_err(|_| bad())?;
+    let millis = match unit.trim() {
+        "ms" => Some(number),
+        "s" => number.checked_mul(1_000),
+        "m" | "min" => number.checked_mul(60_000),
+        "h" => number.checked_mul(3_600_000),
+        _ => None,
+    };
+    millis.map(Duration::from_millis).ok_or_else(bad)
+}
+
+/// Parses a duration, or `off` (also `0`) for none.
+///
+/// # Errors
+/// As [`parse_duration`].
+pub fn parse_optional_duration(text: &str) -> Result<Option<Duration>, ParseDurationError> {
+    match text.trim() {
+        "off" | "0" => Ok(None),
+        _ => parse_duration(text).map(|d| Some(d).filter(|d| !d.is_zero())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_durations_with_units() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        for bad in [
+            "",
+            "30",
+            "s",
+            "1.5s",
+            "5 days",
+            "-1s",
+            "99999999999999999999h",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} should not parse");
+        }
+        assert_eq!(parse_optional_duration("off"), Ok(None));
+        assert_eq!(parse_optional_duration("0"), Ok(None));
+        assert_eq!(parse_optional_duration("0s"), Ok(None));
+        assert_eq!(
+            parse_optional_duration("10s"),
+            Ok(Some(Duration::from_secs(10)))
+        );
+    }
 
     #[test]
     fn parses_sizes_with_binary_units() {

@@ -3,7 +3,8 @@
 //! echoes them to their sender.
 //!
 //! # Layout
-//! - [`config`]: [`Config`], [`Framing`], sizes and their textual forms.
+//! - [`config`]: [`Config`], [`Framing`], sizes and durations and their textual forms.
+//! - [`access`]: allow/deny lists of address blocks (pure).
 //! - [`codec`]: sans-IO framing (length-prefixed, line, fixed, raw); no sockets, no clocks.
 //! - [`mode`]: where a complete frame goes; pure decisions, no I/O.
 //! - [`server`]: the mio reactor: listeners, a slab of connections, read/frame/flush.
@@ -27,6 +28,7 @@
 #![warn(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod access;
 pub mod bench;
 pub mod codec;
 pub mod config;

@@ -1,17 +1,22 @@
 //! The framecast daemon: command line -> `Config` -> `Server` -> run. The only place
-//! where errors become exit codes: 1 when the daemon cannot start or stops on an
-//! error, 2 for a bad command line.
+//! where errors become exit codes: 0 after a graceful shutdown, 1 when the daemon
+//! cannot start, fails, or is stopped by a second signal, 2 for a bad command line.
 
 use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser};
-use framecast::config::{self, parse_size};
+use framecast::access::{AccessList, Cidr};
+use framecast::codec::Oversize;
+use framecast::config::{self, parse_duration, parse_optional_duration, parse_size};
+use framecast::mode::SlowConsumer;
+use framecast::server::Stopped;
 use framecast::{Config, Framing, Mode, Server};
 
-/// A TCP daemon that cuts byte streams into frames and echoes them.
+/// A TCP daemon that cuts byte streams into frames and echoes or broadcasts them.
 #[derive(Debug, Parser)]
 #[command(name = "framecast", version, about, max_term_width = 100)]
 struct Args {
@@ -19,9 +24,19 @@ struct Args {
     #[arg(long = "listen", value_name = "ADDR", default_value = config::DEFAULT_LISTEN)]
     listen: Vec<SocketAddr>,
 
-    /// What to do with each complete frame: echo.
+    /// What to do with each complete frame: echo (back to its sender) or broadcast (to
+    /// every other client).
     #[arg(long, value_name = "MODE", default_value = "echo")]
     mode: Mode,
+
+    /// In broadcast mode, also send each frame back to its sender.
+    #[arg(long)]
+    echo_self: bool,
+
+    /// In broadcast mode, what happens to a client whose pending output passes
+    /// --max-output: disconnect it, or drop whole frames for it until it catches up.
+    #[arg(long, value_name = "POLICY", default_value = "disconnect")]
+    slow_consumer: SlowConsumer,
 
     /// How frames are delimited: u8, u16be, u16le, u32be, u32le, u64be, u64le, line,
     /// fixed:N or raw.
@@ -41,6 +56,63 @@ struct Args {
     /// Connections served at once; further ones are accepted and closed at once.
     #[arg(long, value_name = "N", default_value_t = config::DEFAULT_MAX_CONNECTIONS)]
     max_connections: usize,
+
+    /// A frame over --max-frame: close the connection, or skip the frame as it arrives
+    /// (never buffering it) and carry on with the next.
+    #[arg(long, value_name = "POLICY", value_parser = parse_oversize, default_value = "close")]
+    oversize: Oversize,
+
+    /// Close a connection with no complete frame in or out for this long (e.g. 5m), or
+    /// off.
+    #[arg(long, value_name = "DURATION", value_parser = parse_optional_duration, default_value = "off")]
+    idle_timeout: Limit,
+
+    /// A frame whose first byte has arrived must complete within this time (defeats
+    /// slowloris clients), or off.
+    #[arg(long, value_name = "DURATION", value_parser = parse_optional_duration, default_value = "30s")]
+    frame_timeout: Limit,
+
+    /// Close a connection whose pending output makes no progress for this long, or off.
+    #[arg(long, value_name = "DURATION", value_parser = parse_optional_duration, default_value = "30s")]
+    write_timeout: Limit,
+
+    /// On SIGINT/SIGTERM, how long to keep flushing pending output before exiting.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "5s")]
+    drain_timeout: Duration,
+
+    /// Accept only peers in this address block (repeatable; IPv4 or IPv6, e.g.
+    /// 10.0.0.0/8).
+    #[arg(long, value_name = "CIDR")]
+    allow: Vec<Cidr>,
+
+    /// Refuse peers in this address block (repeatable; wins over --allow).
+    #[arg(long, value_name = "CIDR")]
+    deny: Vec<Cidr>,
+
+    /// Set TCP_NODELAY on accepted sockets: small frames go out at once.
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    nodelay: bool,
+
+    /// Enable TCP keepalive on accepted sockets, probing after this much idle time.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    keepalive: Option<Duration>,
+
+    /// Listen backlog: connections the kernel queues before they are accepted.
+    #[arg(long, value_name = "N", default_value_t = config::DEFAULT_BACKLOG)]
+    backlog: u32,
+}
+
+/// A time limit that `off` disables. (An alias, so clap takes the whole `Option` from
+/// the parser rather than making the flag optional.)
+type Limit = Option<Duration>;
+
+/// `close` or `skip`.
+fn parse_oversize(text: &str) -> Result<Oversize, String> {
+    match text {
+        "close" => Ok(Oversize::Close),
+        "skip" => Ok(Oversize::Skip),
+        _ => Err(format!("unknown policy '{text}' (expected close or skip)")),
+    }
 }
 
 impl Args {
@@ -57,6 +129,12 @@ impl Args {
                 "invalid value '0' for '--max-connections <N>': must be at least 1".into(),
             ));
         }
+        if self.echo_self && self.mode != Mode::Broadcast {
+            return Err(invalid(
+                "'--echo-self' needs '--mode broadcast' (echo mode always answers the sender)"
+                    .into(),
+            ));
+        }
         if let Framing::Fixed(size) = self.framing {
             if size > self.max_frame {
                 return Err(invalid(format!(
@@ -68,10 +146,24 @@ impl Args {
         Ok(Config {
             listen: self.listen,
             mode: self.mode,
+            echo_self: self.echo_self,
+            slow_consumer: self.slow_consumer,
             framing: self.framing,
             max_frame: self.max_frame,
             max_output: self.max_output,
             max_connections: self.max_connections,
+            oversize: self.oversize,
+            idle_timeout: self.idle_timeout,
+            frame_timeout: self.frame_timeout,
+            write_timeout: self.write_timeout,
+            drain_timeout: self.drain_timeout,
+            access: AccessList {
+                allow: self.allow,
+                deny: self.deny,
+            },
+            nodelay: self.nodelay,
+            keepalive: self.keepalive,
+            backlog: self.backlog,
         })
     }
 }
@@ -91,6 +183,10 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if let Err(e) = server.handle_signals() {
+        eprintln!("framecast: cannot handle signals: {e}");
+        return ExitCode::from(1);
+    }
     let mut stdout = std::io::stdout().lock();
     for addr in server.local_addrs() {
         // Best effort: a closed stdout must not stop the daemon.
@@ -100,7 +196,8 @@ fn main() -> ExitCode {
     drop(stdout);
 
     match server.run() {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(Stopped::Drained | Stopped::DrainTimedOut { .. }) => ExitCode::SUCCESS,
+        Ok(Stopped::Forced) => ExitCode::from(1),
         Err(e) => {
             eprintln!("framecast: event loop failed: {e}");
             ExitCode::from(1)

@@ -72,6 +72,11 @@ impl LengthCodec {
         self.width
     }
 
+    /// True while the payload of an oversized frame is being discarded.
+    pub fn is_discarding(&self) -> bool {
+        self.discard > 0
+    }
+
     /// The largest incomplete frame: a header plus a maximal payload.
     pub fn max_pending(&self) -> usize {
         self.width.saturating_add(self.max_frame)
@@ -248,9 +253,11 @@ mod tests {
         let err = FrameError::TooLong { len: 10, max: 4 };
         // Header plus 3 of 10 payload bytes: drop all 5, 7 still to discard.
         assert_eq!(c.decode(b"\x00\x0aabc"), Ok(Decoded::Oversize(5, err)));
+        assert!(c.is_discarding());
         assert_eq!(c.decode(b""), Ok(Decoded::Incomplete));
         assert_eq!(c.decode(b"defg"), Ok(Decoded::Skip(4)));
         assert_eq!(c.decode(b"hij\x00\x01z"), Ok(Decoded::Skip(3)));
+        assert!(!c.is_discarding());
         assert_eq!(c.decode(b"\x00\x01z"), Ok(Decoded::Frame(3)));
     }
 

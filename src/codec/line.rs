@@ -51,6 +51,11 @@ impl LineCodec {
         }
     }
 
+    /// True while the rest of an oversized line is being discarded.
+    pub fn is_discarding(&self) -> bool {
+        self.discarding
+    }
+
     /// The longest incomplete line: a maximal payload plus a `\r` awaiting its `\n`.
     pub fn max_pending(&self) -> usize {
         self.max_frame.saturating_add(1)
@@ -173,8 +178,10 @@ mod tests {
         let mut c = LineCodec::new(3, Oversize::Skip);
         let err = FrameError::LineTooLong { max: 3 };
         assert_eq!(c.decode(b"abcdefg"), Ok(Decoded::Oversize(7, err)));
+        assert!(c.is_discarding());
         assert_eq!(c.decode(b"hij"), Ok(Decoded::Skip(3)));
         assert_eq!(c.decode(b"k\nok\n"), Ok(Decoded::Skip(2)));
+        assert!(!c.is_discarding());
         assert_eq!(c.decode(b"ok\n"), Ok(Decoded::Frame(3)));
         // An oversized line that is complete in one read leaves nothing to discard.
         assert_eq!(c.decode(b"abcdef\nok\n"), Ok(Decoded::Oversize(7, err)));

@@ -181,6 +181,16 @@ impl Codec {
         }
     }
 
+    /// True while an oversized frame is being discarded ([`Oversize::Skip`]): the
+    /// stream is in the middle of a frame even though no byte of it is buffered.
+    pub fn is_discarding(&self) -> bool {
+        match self {
+            Codec::Length(c) => c.is_discarding(),
+            Codec::Line(c) => c.is_discarding(),
+            Codec::Fixed(_) | Codec::Raw(_) => false,
+        }
+    }
+
     /// The payload inside a complete `frame` (header or delimiter stripped).
     pub fn payload<'a>(&self, frame: &'a [u8]) -> &'a [u8] {
         match self {

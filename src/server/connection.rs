@@ -4,12 +4,14 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::time::Instant;
 
 use mio::net::TcpStream;
 use mio::Interest;
 
 use super::output::Output;
 use super::read_buf::ReadBuf;
+use super::timers::Clock;
 use crate::codec::Codec;
 
 /// Where a connection is in its life.
@@ -17,8 +19,13 @@ use crate::codec::Codec;
 pub enum Phase {
     /// Reading and writing.
     Open,
-    /// No more reading (end of stream or a protocol error): flush what is queued, then close.
+    /// No more reading (end of stream, a protocol error, shutdown): flush what is
+    /// queued, then close, or linger if the peer may still be sending.
     Draining,
+    /// Output flushed and our side shut down; reading and discarding until the peer
+    /// closes too (or a deadline), so closing does not reset the connection and destroy
+    /// data the peer has not read yet.
+    Lingering,
     /// Done; waiting to be deregistered and dropped at the end of the loop turn.
     Closed,
 }
@@ -30,6 +37,9 @@ pub struct Connection {
     pub stream: TcpStream,
     /// The peer's address, for logs.
     pub peer: SocketAddr,
+    /// Unique for the server's lifetime: tells this connection from a later one that
+    /// reuses its slab key (timer entries carry it).
+    pub serial: u64,
     /// Bytes received and not yet framed.
     pub input: ReadBuf,
     /// This connection's framing state.
@@ -38,42 +48,77 @@ pub struct Connection {
     pub output: Output,
     /// Where the connection is in its life.
     pub phase: Phase,
-    /// The socket may hold unread bytes: set by a readable event, cleared by `WouldBlock`.
+    /// The peer has closed its sending side (end of stream read).
+    pub eof: bool,
+    /// The poller reported a hang-up or an error: read until end of stream or the
+    /// error, not just until a short read.
+    pub hup: bool,
+    /// The socket may hold unread bytes: set by a readable event, cleared by `WouldBlock`
+    /// or a short read.
     /// Edge-triggered readiness fires once, so a connection that stops reading early
     /// (budget spent, backpressure) must remember this itself.
     pub readable: bool,
     /// Reading is stopped because `output` passed the cap (backpressure).
     pub paused: bool,
+    /// Frames from others are being skipped because `output` passed the cap (slow
+    /// consumer, policy `drop`).
+    pub dropping: bool,
+    /// Frames skipped for this connection so far, for the log when it closes.
+    pub dropped: u64,
     /// Already on the server's list of connections to read this turn.
     pub in_ready: bool,
     /// Already on the server's list of connections to flush before the next poll.
     pub in_dirty: bool,
     /// The interest currently registered with the poller.
     pub registered: Interest,
+    /// Timestamps the timers work from.
+    pub clock: Clock,
 }
 
 impl Connection {
-    /// A new open connection, registered for `READABLE`.
-    pub fn new(stream: TcpStream, peer: SocketAddr, codec: Codec) -> Self {
+    /// A new open connection, registered for `READABLE`, accepted at `now`.
+    pub fn new(
+        stream: TcpStream,
+        peer: SocketAddr,
+        serial: u64,
+        codec: Codec,
+        now: Instant,
+    ) -> Self {
         Connection {
             stream,
             peer,
+            serial,
             input: ReadBuf::new(codec.max_pending()),
             codec,
             output: Output::default(),
             phase: Phase::Open,
+            eof: false,
+            hup: false,
             readable: false,
             paused: false,
+            dropping: false,
+            dropped: 0,
             in_ready: false,
             in_dirty: false,
             registered: Interest::READABLE,
+            clock: Clock::new(now),
         }
     }
 
-    /// True while the connection should be read from: open, not paused, and possibly
-    /// holding unread bytes.
+    /// True while the connection should be read from: open and not paused (or
+    /// lingering), and possibly holding unread bytes.
     pub fn wants_read(&self) -> bool {
-        self.phase == Phase::Open && self.readable && !self.paused
+        let reading = match self.phase {
+            Phase::Open => !self.paused,
+            Phase::Lingering => true,
+            Phase::Draining | Phase::Closed => false,
+        };
+        reading && self.readable && !self.eof
+    }
+
+    /// True while a frame is partly received: its first byte arrived, its last has not.
+    pub fn is_mid_frame(&self) -> bool {
+        !self.input.is_empty() || self.codec.is_discarding()
     }
 
     /// The interest the connection needs now: `WRITABLE` only while output is pending.
@@ -85,11 +130,12 @@ impl Connection {
         }
     }
 
-    /// Reads once from the socket into the input buffer.
+    /// Reads once from the socket into the input buffer: bytes read, and whether they
+    /// filled the room offered.
     ///
     /// # Errors
     /// As `Read::read` on the socket.
-    pub fn read(&mut self) -> io::Result<usize> {
+    pub fn read(&mut self) -> io::Result<(usize, bool)> {
         self.input.read_from(&mut self.stream)
     }
 

@@ -1,52 +1,55 @@
 //! The reactor: one thread, one [`mio::Poll`], the listeners and a [`Slab`] of
 //! connections keyed by their [`Token`]. It moves bytes between sockets and codecs and
-//! asks the [`Mode`](crate::mode::Mode) where frames go; it knows no framing and no mode
-//! by name.
+//! asks the [`Mode`] where frames go; it knows no framing and no mode by name.
 //!
 //! One loop turn:
 //! 1. flush every connection with new output (one vectored write batch each, as Redis
 //!    does before it sleeps), and drop the connections closed during the turn;
-//! 2. poll, blocking only if no connection is still ready;
-//! 3. mark what the events say is ready, accept new connections;
+//! 2. poll, blocking only until the next deadline and only if no connection is still
+//!    ready;
+//! 3. mark what the events say is ready; close connections whose deadline passed;
+//!    accept new connections, a bounded batch per listener;
 //! 4. read each ready connection until `WouldBlock` or its byte budget, handing every
 //!    run of complete frames to the mode. A connection stopped by its budget or by
 //!    backpressure remembers that its socket is still readable.
+//!
+//! The parts: [`accept`](self) admits connections, `serve` is the data path (read,
+//! frame, deliver, flush, close), `timers` the deadlines.
 
+mod accept;
 mod connection;
 mod output;
 mod read_buf;
+mod serve;
+mod timers;
 
 use std::fmt;
+use std::fs::File;
 use std::io;
-use std::mem;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use log::{debug, error, info, trace, warn};
-use mio::net::{TcpListener, TcpStream};
+use log::{debug, info, warn};
+use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
-use crate::codec::Codec;
 use crate::config::Config;
-use crate::mode::Audience;
+use crate::mode::Mode;
 use connection::{Connection, Phase};
+use timers::{Timeouts, Timers};
 
 pub use output::Output;
 pub use read_buf::ReadBuf;
+pub use timers::Expiry;
 
 /// Token of the first listener; listener `i` is `FIRST_LISTENER + i`. Connection
 /// tokens are slab keys, far below (`max_connections` is checked against it).
 const FIRST_LISTENER: usize = usize::MAX / 2;
-/// Bytes read from one connection per loop turn before the others get their turn, so a
-/// flooding client cannot starve the rest (four full 64 KiB reads).
-const READ_BUDGET: usize = 256 << 10;
-/// Connections accepted per listener per loop turn, so a connect storm cannot starve
-/// established connections.
-const ACCEPT_BATCH: usize = 64;
-/// Pause after an accept error such as EMFILE, so it is not retried in a busy loop.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// Token of the signal pipe, outside both ranges.
+const SIGNALS: Token = Token(usize::MAX);
 /// Events taken from one poll call.
 const EVENTS_CAPACITY: usize = 1024;
 
@@ -85,6 +88,20 @@ impl std::error::Error for StartError {
     }
 }
 
+/// How [`Server::run`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// A signal asked for shutdown and every connection was flushed and closed.
+    Drained,
+    /// A signal asked for shutdown; the drain timeout cut the remaining connections.
+    DrainTimedOut {
+        /// Connections still open when the time ran out.
+        cut: usize,
+    },
+    /// A second signal arrived during the drain.
+    Forced,
+}
+
 /// Counters of what the server has done, logged when it stops.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Stats {
@@ -92,10 +109,26 @@ pub struct Stats {
     pub accepted: u64,
     /// Connections closed right after accept because of `max_connections`.
     pub refused: u64,
+    /// Connections closed right after accept by the access rules.
+    pub denied: u64,
+    /// Pending connections closed unserved because no file descriptor was left.
+    pub shed: u64,
     /// Connections closed for breaking the framing.
     pub protocol_errors: u64,
+    /// Oversized frames skipped (policy `skip`).
+    pub oversized: u64,
     /// Connections that ended in the middle of a frame.
     pub truncated: u64,
+    /// Connections closed by `--idle-timeout`.
+    pub idle_timeouts: u64,
+    /// Connections closed by `--frame-timeout`.
+    pub frame_timeouts: u64,
+    /// Connections closed by `--write-timeout`.
+    pub write_timeouts: u64,
+    /// Recipients closed for passing the output cap (slow-consumer policy `disconnect`).
+    pub slow_disconnects: u64,
+    /// Frames skipped for recipients past the output cap (slow-consumer policy `drop`).
+    pub frames_dropped: u64,
     /// Complete frames received.
     pub frames_in: u64,
     /// Bytes received.
@@ -115,12 +148,20 @@ struct Listener {
 pub struct Server {
     /// The one poller every socket is registered with.
     poll: Poll,
-    /// Listening sockets; index `i` has token `FIRST_LISTENER + i`.
+    /// Listening sockets; index `i` has token `FIRST_LISTENER + i`. Emptied at shutdown.
     listeners: Vec<Listener>,
     /// Live connections; a connection's key is its token.
     conns: Slab<Connection>,
     /// What the server was asked to do.
     config: Config,
+    /// The configured per-connection time limits.
+    timeouts: Timeouts,
+    /// Connection deadlines.
+    timers: Timers,
+    /// The time at the start of this loop turn: one clock read per turn, not per event.
+    now: Instant,
+    /// Serial number for the next connection.
+    next_serial: u64,
     /// Connections to read this turn (readable, not yet drained to `WouldBlock`).
     ready: Vec<usize>,
     /// Connections with output to flush before the next poll.
@@ -129,10 +170,19 @@ pub struct Server {
     closed: Vec<usize>,
     /// An empty list kept to swap with `ready` or `dirty`, so turns do not allocate.
     spare: Vec<usize>,
+    /// A file descriptor held in reserve: released when accept reports EMFILE, so the
+    /// pending connection can be accepted and closed instead of spinning on it.
+    spare_fd: Option<File>,
     /// No accepting before this instant (after an accept error).
     accept_paused_until: Option<Instant>,
+    /// The current pause after accept errors; doubles while they persist.
+    accept_backoff: Duration,
     /// Refusals not yet logged, and when the last refusal was logged.
     refusals: (u64, Option<Instant>),
+    /// SIGINT/SIGTERM, when [`Server::handle_signals`] was called.
+    signals: Option<Signals>,
+    /// During a graceful shutdown: when the drain gives up.
+    draining_until: Option<Instant>,
     /// What has happened so far.
     stats: Stats,
 }
@@ -153,11 +203,9 @@ impl Server {
         let poll = Poll::new().map_err(StartError::Poll)?;
         let mut listeners = Vec::with_capacity(config.listen.len());
         for (i, &addr) in config.listen.iter().enumerate() {
-            let mut socket =
-                TcpListener::bind(addr).map_err(|source| StartError::Bind { addr, source })?;
-            let addr = socket
-                .local_addr()
-                .map_err(|source| StartError::Bind { addr, source })?;
+            let bind_error = |source| StartError::Bind { addr, source };
+            let mut socket = accept::bind_listener(addr, config.backlog).map_err(bind_error)?;
+            let addr = socket.local_addr().map_err(bind_error)?;
             poll.registry()
                 .register(&mut socket, Token(FIRST_LISTENER + i), Interest::READABLE)
                 .map_err(StartError::Poll)?;
@@ -167,19 +215,46 @@ impl Server {
                 ready: false,
             });
         }
+        let timeouts = Timeouts {
+            idle: config.idle_timeout,
+            frame: config.frame_timeout,
+            write: config.write_timeout,
+        };
         Ok(Server {
             poll,
             listeners,
             conns: Slab::new(),
             config,
+            timeouts,
+            timers: Timers::default(),
+            now: Instant::now(),
+            next_serial: 0,
             ready: Vec::new(),
             dirty: Vec::new(),
             closed: Vec::new(),
             spare: Vec::new(),
+            spare_fd: accept::reserve_fd(),
             accept_paused_until: None,
+            accept_backoff: accept::MIN_BACKOFF,
             refusals: (0, None),
+            signals: None,
+            draining_until: None,
             stats: Stats::default(),
         })
+    }
+
+    /// Makes SIGINT and SIGTERM start a graceful shutdown (a second one stops at once),
+    /// through the same poller as everything else.
+    ///
+    /// # Errors
+    /// If the signal handlers or their pipe cannot be set up.
+    pub fn handle_signals(&mut self) -> io::Result<()> {
+        let mut signals = Signals::new([SIGINT, SIGTERM])?;
+        self.poll
+            .registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        self.signals = Some(signals);
+        Ok(())
     }
 
     /// The bound addresses, with real ports where port 0 was asked for.
@@ -192,28 +267,36 @@ impl Server {
         self.stats
     }
 
-    /// Runs the event loop until the poller fails.
+    /// Runs the event loop until a signal's graceful shutdown completes (see
+    /// [`Server::handle_signals`]); without signals, until the poller fails.
     ///
     /// # Errors
     /// Only a failing `poll` (not a connection's trouble, which closes that connection).
-    pub fn run(&mut self) -> io::Result<()> {
+    pub fn run(&mut self) -> io::Result<Stopped> {
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
-        let c = &self.config;
-        info!(
-            "serving {} listener(s): mode {}, framing {}, max frame {} B, max output {} B, max connections {}",
-            self.listeners.len(), c.mode, c.framing, c.max_frame, c.max_output, c.max_connections
-        );
+        self.log_start();
         loop {
             self.flush_dirty();
             self.reap();
+            if let Some(stopped) = self.drain_finished() {
+                self.log_stop(stopped);
+                return Ok(stopped);
+            }
             let timeout = self.poll_timeout();
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
                 Err(e) if interrupted(&e) => continue,
                 Err(e) => return Err(e),
             }
+            self.now = Instant::now();
             for event in events.iter() {
                 match event.token() {
+                    SIGNALS => {
+                        if self.on_signal() {
+                            self.log_stop(Stopped::Forced);
+                            return Ok(Stopped::Forced);
+                        }
+                    }
                     Token(t) if t >= FIRST_LISTENER => {
                         if let Some(listener) = self.listeners.get_mut(t - FIRST_LISTENER) {
                             listener.ready = true;
@@ -226,323 +309,214 @@ impl Server {
                         };
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
                             conn.readable = true;
-                            mark(&mut self.ready, &mut conn.in_ready, key);
+                            conn.hup |= event.is_read_closed() || event.is_error();
+                            serve::mark(&mut self.ready, &mut conn.in_ready, key);
                         }
                         if event.is_writable() || event.is_error() {
-                            mark(&mut self.dirty, &mut conn.in_dirty, key);
+                            serve::mark(&mut self.dirty, &mut conn.in_dirty, key);
                         }
                     }
                 }
             }
+            self.expire_timers();
             self.accept_ready();
             self.serve_ready();
         }
     }
 
-    /// How long the next poll may block: not at all while work is pending, until the
-    /// accept pause ends, or indefinitely.
-    fn poll_timeout(&mut self) -> Option<Duration> {
-        let listening = self.listeners.iter().any(|l| l.ready);
-        if let Some(until) = self.accept_paused_until {
-            let now = Instant::now();
-            if now < until {
-                return Some(if self.ready.is_empty() {
-                    until - now
-                } else {
-                    Duration::ZERO
-                });
-            }
-            self.accept_paused_until = None;
+    /// How long the next poll may block: not at all while work is pending, otherwise
+    /// until the earliest deadline (timers, accept pause, drain), or indefinitely.
+    fn poll_timeout(&self) -> Option<Duration> {
+        let accepting = self.accept_paused_until.is_none();
+        if !self.ready.is_empty() || (accepting && self.listeners.iter().any(|l| l.ready)) {
+            return Some(Duration::ZERO);
         }
-        if !self.ready.is_empty() || listening {
-            Some(Duration::ZERO)
-        } else {
-            None
-        }
+        let deadlines = [
+            self.timers.next(),
+            self.accept_paused_until,
+            self.draining_until,
+        ];
+        let next = deadlines.into_iter().flatten().min()?;
+        Some(next.saturating_duration_since(Instant::now()))
     }
 
-    /// Accepts from every ready listener, up to a batch each.
-    fn accept_ready(&mut self) {
-        if self.accept_paused_until.is_some() {
-            return;
-        }
-        for i in 0..self.listeners.len() {
-            if self.listeners[i].ready {
-                self.accept(i);
-            }
-        }
-    }
-
-    /// Accepts up to [`ACCEPT_BATCH`] connections from listener `i`.
-    fn accept(&mut self, i: usize) {
-        for _ in 0..ACCEPT_BATCH {
-            match self.listeners[i].socket.accept() {
-                Ok((stream, peer)) => self.admit(stream, peer),
-                Err(e) if would_block(&e) => {
-                    self.listeners[i].ready = false;
-                    return;
-                }
-                Err(e) if interrupted(&e) || e.kind() == io::ErrorKind::ConnectionAborted => {}
-                Err(e) => {
-                    // EMFILE, ENFILE, ENOBUFS...: the pending connection stays queued;
-                    // try again after a pause rather than spinning on it.
-                    let addr = self.listeners[i].addr;
-                    error!("accept on {addr}: {e}; pausing accepts for {ACCEPT_BACKOFF:?}");
-                    self.accept_paused_until = Some(Instant::now() + ACCEPT_BACKOFF);
-                    return;
-                }
-            }
-        }
-    }
-
-    /// Registers an accepted connection, or closes it at once if the server is full.
-    fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr) {
-        if self.conns.len() >= self.config.max_connections {
-            self.stats.refused += 1;
-            self.refusals.0 += 1;
-            let now = Instant::now();
-            if self
-                .refusals
-                .1
-                .is_none_or(|last| now.duration_since(last) >= Duration::from_secs(1))
-            {
-                warn!(
-                    "refused {} connection(s): at the limit of {} connections",
-                    self.refusals.0, self.config.max_connections
-                );
-                self.refusals = (0, Some(now));
-            }
-            return; // dropping the stream closes it
-        }
-        if let Err(e) = stream.set_nodelay(true) {
-            debug!("{peer}: cannot set TCP_NODELAY: {e}");
-        }
-        let entry = self.conns.vacant_entry();
-        let key = entry.key();
-        if let Err(e) = self
-            .poll
-            .registry()
-            .register(&mut stream, Token(key), Interest::READABLE)
-        {
-            warn!("{peer}: cannot register connection: {e}");
-            return;
-        }
-        let codec = Codec::new(self.config.framing, self.config.max_frame);
-        entry.insert(Connection::new(stream, peer, codec));
-        self.stats.accepted += 1;
-        debug!("{peer}: connected (token {key}, {} open)", self.conns.len());
-    }
-
-    /// Reads every connection on the ready list once, up to its budget.
-    fn serve_ready(&mut self) {
-        let mut batch = mem::replace(&mut self.ready, mem::take(&mut self.spare));
-        for key in batch.drain(..) {
-            if let Some(conn) = self.conns.get_mut(key) {
-                if mem::take(&mut conn.in_ready) {
-                    self.serve(key);
-                }
-            }
-        }
-        self.spare = batch;
-    }
-
-    /// Reads from one connection until `WouldBlock`, end of stream, backpressure or the
-    /// byte budget, handing complete frames on after every read.
-    fn serve(&mut self, key: usize) {
-        let mut budget = READ_BUDGET;
-        loop {
+    /// Closes every connection whose deadline has passed; re-arms those whose deadline
+    /// has moved on since their entry was made.
+    fn expire_timers(&mut self) {
+        while let Some((when, key, serial)) = self.timers.pop_due(self.now) {
             let Some(conn) = self.conns.get_mut(key) else {
-                return;
+                continue;
             };
-            if !conn.wants_read() {
-                return;
+            if conn.serial != serial
+                || conn.clock.armed != Some(when)
+                || conn.phase == Phase::Closed
+            {
+                continue; // a stale entry: superseded, or for an earlier connection
             }
-            if budget == 0 {
-                // Still readable: read again next turn, after the others.
-                mark(&mut self.ready, &mut conn.in_ready, key);
-                return;
-            }
-            match conn.read() {
-                Ok(0) => {
-                    conn.readable = false;
-                    if conn.input.is_empty() {
-                        debug!("{}: end of stream", conn.peer);
-                    } else {
-                        debug!(
-                            "{}: end of stream in the middle of a frame ({} bytes pending)",
-                            conn.peer,
-                            conn.input.data().len()
-                        );
-                        self.stats.truncated += 1;
+            conn.clock.armed = None;
+            match conn.clock.deadline(&self.timeouts) {
+                Some((deadline, expiry)) if deadline <= self.now => {
+                    match expiry {
+                        Expiry::Idle => self.stats.idle_timeouts += 1,
+                        Expiry::Frame => self.stats.frame_timeouts += 1,
+                        Expiry::Write => self.stats.write_timeouts += 1,
+                        Expiry::Linger => {}
                     }
-                    self.drain(key);
-                    return;
+                    self.close(key, &expiry);
                 }
-                Ok(n) => {
-                    budget = budget.saturating_sub(n);
-                    self.stats.bytes_in += n as u64;
-                    self.frame(key);
+                Some((deadline, _)) => {
+                    conn.clock.armed = Some(deadline);
+                    self.timers.arm(deadline, key, serial);
                 }
-                Err(e) if would_block(&e) => {
-                    conn.readable = false;
-                    return;
-                }
-                Err(e) if interrupted(&e) => {}
-                Err(e) => {
-                    self.close(key, &e);
-                    return;
-                }
+                None => {}
             }
         }
     }
 
-    /// Cuts the connection's input into runs of complete frames and delivers them.
-    fn frame(&mut self, key: usize) {
-        loop {
-            let Some(conn) = self.conns.get_mut(key) else {
-                return;
-            };
-            let run = match conn.codec.scan(conn.input.data()) {
-                Ok(run) if run.is_incomplete() => return,
-                Ok(run) => run,
-                Err(error) => {
-                    info!(
-                        "{}: protocol error: {error}; closing after {} queued bytes",
-                        conn.peer,
-                        conn.output.len()
-                    );
-                    self.stats.protocol_errors += 1;
-                    self.drain(key);
-                    return;
-                }
-            };
-            let frames = conn.input.split(run.len);
-            conn.input.discard(run.skip);
-            if let Some(error) = run.oversize {
-                debug!("{}: skipping oversized frame: {error}", conn.peer);
-            }
-            if run.frames > 0 {
-                trace!("{}: {} frame(s), {} bytes", conn.peer, run.frames, run.len);
-                self.stats.frames_in += run.frames as u64;
-                self.deliver(key, frames);
-            }
-        }
-    }
-
-    /// Queues a run of frames from connection `from` for the audience the mode names.
-    fn deliver(&mut self, from: usize, frames: Bytes) {
-        match self.config.mode.audience() {
-            Audience::Sender => self.enqueue_backpressured(from, frames),
-        }
-    }
-
-    /// Queues frames on a connection whose own input produced them: past the output
-    /// cap, stop reading it until it drains below half (backpressure on the source).
-    fn enqueue_backpressured(&mut self, key: usize, frames: Bytes) {
+    /// Makes sure connection `key` has a timer entry no later than its deadline. Called
+    /// when a deadline may have moved earlier (a frame or a write stall began).
+    fn rearm(&mut self, key: usize) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        conn.output.push(frames);
-        if conn.output.len() > self.config.max_output {
-            conn.paused = true;
+        if let Some((when, _)) = conn.clock.deadline(&self.timeouts) {
+            if conn.clock.armed.is_none_or(|armed| when < armed) {
+                conn.clock.armed = Some(when);
+                self.timers.arm(when, key, conn.serial);
+            }
         }
-        mark(&mut self.dirty, &mut conn.in_dirty, key);
     }
 
-    /// Flushes every connection on the dirty list.
-    fn flush_dirty(&mut self) {
-        let mut batch = mem::replace(&mut self.dirty, mem::take(&mut self.spare));
-        for key in batch.drain(..) {
+    /// Reads the pending signals; the first starts a graceful shutdown. Returns true
+    /// when a second one asks to stop at once.
+    fn on_signal(&mut self) -> bool {
+        let Some(signals) = self.signals.as_mut() else {
+            return false;
+        };
+        let received: Vec<i32> = signals.pending().collect();
+        for signal in received {
+            let name = if signal == SIGINT {
+                "SIGINT"
+            } else {
+                "SIGTERM"
+            };
+            if self.draining_until.is_some() {
+                warn!("{name} again: stopping without finishing the drain");
+                return true;
+            }
+            self.begin_shutdown(name);
+        }
+        false
+    }
+
+    /// Stops accepting, reads what connections have already sent, and starts flushing
+    /// everything for up to the drain timeout.
+    fn begin_shutdown(&mut self, signal: &str) {
+        info!(
+            "{signal}: shutting down; flushing {} connection(s) for up to {:?} (send it again to stop at once)",
+            self.conns.len(),
+            self.config.drain_timeout
+        );
+        for mut listener in self.listeners.drain(..) {
+            if let Err(e) = self.poll.registry().deregister(&mut listener.socket) {
+                debug!("deregister listener {}: {e}", listener.addr);
+            }
+        }
+        self.draining_until = Some(self.now + self.config.drain_timeout);
+        let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
+        // Frames that arrived before the signal are served in full first (in broadcast,
+        // while every recipient is still open), then every connection drains.
+        let budget = self.config.max_frame.saturating_add(self.config.max_output);
+        for &key in &keys {
             if let Some(conn) = self.conns.get_mut(key) {
-                if mem::take(&mut conn.in_dirty) {
-                    self.flush(key);
-                }
+                conn.readable = true;
             }
+            self.serve(key, budget);
         }
-        self.spare = batch;
+        for &key in &keys {
+            self.drain(key);
+        }
     }
 
-    /// Writes a connection's output until done or `WouldBlock`, then updates what it
-    /// waits for: resumes reading below half the cap, closes a drained connection,
-    /// asks for `WRITABLE` only while output remains.
-    fn flush(&mut self, key: usize) {
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
+    /// During a shutdown: `Some` once every connection is closed, or when the drain
+    /// timeout has passed (closing what is left).
+    fn drain_finished(&mut self) -> Option<Stopped> {
+        let until = self.draining_until?;
+        if self.conns.is_empty() {
+            return Some(Stopped::Drained);
+        }
+        if Instant::now() < until {
+            return None;
+        }
+        let cut = self.conns.len();
+        let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            self.close(key, &"drain timeout");
+        }
+        self.reap();
+        Some(Stopped::DrainTimedOut { cut })
+    }
+
+    fn log_start(&self) {
+        let c = &self.config;
+        let broadcast = match c.mode {
+            Mode::Broadcast => format!(
+                " (echo-self {}, slow consumers: {})",
+                c.echo_self, c.slow_consumer
+            ),
+            Mode::Echo => String::new(),
         };
-        if conn.phase == Phase::Closed {
-            return;
-        }
-        match conn.flush() {
-            Ok(n) => self.stats.bytes_out += n as u64,
-            Err(e) => {
-                self.close(key, &e);
-                return;
-            }
-        }
-        if conn.paused && conn.output.len() <= self.config.max_output / 2 {
-            conn.paused = false;
-            if conn.readable {
-                mark(&mut self.ready, &mut conn.in_ready, key);
-            }
-        }
-        if conn.phase == Phase::Draining && conn.output.is_empty() {
-            self.close(key, &"done");
-            return;
-        }
-        let interest = conn.interest();
-        if interest != conn.registered {
-            if let Err(e) = self
-                .poll
-                .registry()
-                .reregister(&mut conn.stream, Token(key), interest)
-            {
-                self.close(key, &e);
-                return;
-            }
-            conn.registered = interest;
-        }
-    }
-
-    /// Stops reading a connection; it closes once its queued output is written.
-    fn drain(&mut self, key: usize) {
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
-        if conn.phase == Phase::Open {
-            conn.phase = Phase::Draining;
-            mark(&mut self.dirty, &mut conn.in_dirty, key);
-        }
-    }
-
-    /// Marks a connection closed; it is deregistered and dropped before the next poll,
-    /// so its key cannot be reused while an event for it may still be in hand.
-    fn close(&mut self, key: usize, why: &dyn fmt::Display) {
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
-        if conn.phase != Phase::Closed {
-            debug!("{}: closed ({why})", conn.peer);
-            conn.phase = Phase::Closed;
-            self.closed.push(key);
-        }
-    }
-
-    /// Deregisters and drops the connections closed this turn.
-    fn reap(&mut self) {
-        for key in self.closed.drain(..) {
-            if let Some(mut conn) = self.conns.try_remove(key) {
-                if let Err(e) = self.poll.registry().deregister(&mut conn.stream) {
-                    debug!("{}: deregister: {e}", conn.peer);
-                }
+        info!(
+            "serving {} listener(s): mode {}{broadcast}, framing {}, max frame {} B, max output {} B, max connections {}",
+            self.listeners.len(),
+            c.mode,
+            c.framing,
+            c.max_frame,
+            c.max_output,
+            c.max_connections
+        );
+        for listener in &self.listeners {
+            if !listener.addr.ip().is_loopback() {
+                info!(
+                    "listening on {}, which is not a loopback address: reachable from other hosts",
+                    listener.addr
+                );
             }
         }
     }
-}
 
-/// Puts `key` on `list` unless its flag says it is already there.
-fn mark(list: &mut Vec<usize>, flag: &mut bool, key: usize) {
-    if !mem::replace(flag, true) {
-        list.push(key);
+    fn log_stop(&self, stopped: Stopped) {
+        let s = &self.stats;
+        match stopped {
+            Stopped::Drained => info!("shutdown complete: every connection flushed"),
+            Stopped::DrainTimedOut { cut } => {
+                warn!("shutdown: drain timeout reached; closed {cut} connection(s) with output pending")
+            }
+            Stopped::Forced => warn!(
+                "shutdown forced; {} connection(s) dropped",
+                self.conns.len()
+            ),
+        }
+        info!(
+            "totals: {} accepted, {} refused at the limit, {} denied, {} shed at the fd limit, \
+             {} frames in, {} bytes in, {} bytes out, {} protocol errors, {} oversized skipped, \
+             {} truncated, timeouts {} idle / {} frame / {} write, {} slow disconnects, {} frames dropped",
+            s.accepted,
+            s.refused,
+            s.denied,
+            s.shed,
+            s.frames_in,
+            s.bytes_in,
+            s.bytes_out,
+            s.protocol_errors,
+            s.oversized,
+            s.truncated,
+            s.idle_timeouts,
+            s.frame_timeouts,
+            s.write_timeouts,
+            s.slow_disconnects,
+            s.frames_dropped
+        );
     }
 }
 

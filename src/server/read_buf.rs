@@ -53,22 +53,23 @@ impl ReadBuf {
     }
 
     /// Reads once from `src` into the room, making room first if little is left.
-    /// Returns what `read` returned; `Ok(0)` is end of stream.
+    /// Returns how many bytes arrived (`0` is end of stream) and whether they filled the
+    /// room: a read that did not had everything the source held at that moment.
     ///
     /// # Errors
     /// Whatever `src.read` reports, `WouldBlock` and `Interrupted` included.
-    pub fn read_from<R: Read>(&mut self, src: &mut R) -> io::Result<usize> {
+    pub fn read_from<R: Read>(&mut self, src: &mut R) -> io::Result<(usize, bool)> {
         if self.buf.len() - self.filled < self.chunk / 2 {
             self.make_room();
         }
         let room = &mut self.buf[self.filled..];
         let full = room.len();
-        let n = src.read(room)?;
+        let n = src.read(room)?.min(full);
         if n == full && self.chunk < MAX_CHUNK {
             self.chunk *= 2;
         }
-        self.filled += n.min(full);
-        Ok(n)
+        self.filled += n;
+        Ok((n, n == full))
     }
 
     /// Removes the first `n` received bytes and returns them, without copying.
@@ -135,7 +136,7 @@ mod tests {
         };
         let mut buf = ReadBuf::new(1 << 20);
         let mut out = Vec::new();
-        while buf.read_from(&mut src).unwrap() > 0 {
+        while buf.read_from(&mut src).unwrap().0 > 0 {
             let half = buf.data().len() / 2;
             out.extend_from_slice(&buf.split(half));
         }
@@ -153,7 +154,7 @@ mod tests {
         };
         let mut buf = ReadBuf::new(4 << 20);
         while buf.data().len() < data.len() {
-            assert!(buf.read_from(&mut src).unwrap() > 0);
+            assert!(buf.read_from(&mut src).unwrap().0 > 0);
         }
         assert!(
             buf.buf.capacity() <= 2 * buf.limit,
@@ -166,7 +167,7 @@ mod tests {
             data: b"next",
             step: 4,
         };
-        assert_eq!(buf.read_from(&mut more).unwrap(), 4);
+        assert_eq!(buf.read_from(&mut more).unwrap(), (4, false));
         assert!(
             buf.buf.capacity() < 1 << 20,
             "the large buffer was released"

@@ -35,11 +35,28 @@ impl Daemon {
     /// Like [`Daemon::start`], with extra environment variables.
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Daemon {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_framecast"));
+        cmd.envs(env.iter().copied());
+        Daemon::spawn(cmd, args)
+    }
+
+    /// Like [`Daemon::start`], with the open-file limit lowered to `nofile` first (the
+    /// shell `exec`s the daemon, so the PID is the daemon's).
+    pub fn start_with_nofile(nofile: u32, args: &[&str]) -> Daemon {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(format!("ulimit -n {nofile} && exec \"$0\" \"$@\""))
+            .arg(env!("CARGO_BIN_EXE_framecast"))
+            .env("RUST_LOG", "debug");
+        Daemon::spawn(cmd, args)
+    }
+
+    /// Runs `cmd` (the daemon, or something that execs it) with `args`.
+    fn spawn(mut cmd: Command, args: &[&str]) -> Daemon {
         let listeners = args.iter().filter(|a| **a == "--listen").count();
         if listeners == 0 {
             cmd.args(["--listen", "127.0.0.1:0"]);
         }
-        cmd.args(args).envs(env.iter().copied());
+        cmd.args(args);
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -141,6 +158,41 @@ impl Daemon {
             self.stderr()
         );
     }
+
+    /// Sends a signal (`"TERM"`, `"INT"`) to the daemon.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Waits up to `limit` for the daemon to exit and returns its exit code.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.try_wait() {
+                return status.code();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "framecast did not exit; stderr:\n{}",
+                self.stderr()
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// CPU time the daemon has used (user + system), in clock ticks.
+    pub fn cpu_ticks(&self) -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).expect("stat");
+        // Fields after the parenthesised command name; utime and stime are 14 and 15.
+        let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+    }
 }
 
 impl Drop for Daemon {
@@ -229,6 +281,48 @@ impl Rng {
     pub fn bytes(&mut self, n: usize) -> Vec<u8> {
         (0..n).map(|_| self.next_u64() as u8).collect()
     }
+}
+
+/// Reads one `u32be` frame's payload; `None` at a clean end of stream before a header.
+pub fn read_frame_u32be(stream: &mut impl Read) -> Option<Vec<u8>> {
+    let mut header = [0u8; 4];
+    match stream.read_exact(&mut header) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return None,
+        Err(e) => panic!("reading a frame header: {e}"),
+    }
+    let mut payload = vec![0; u32::from_be_bytes(header) as usize];
+    stream
+        .read_exact(&mut payload)
+        .unwrap_or_else(|e| panic!("reading a frame payload: {e}"));
+    Some(payload)
+}
+
+/// Writes `frame` over and over without reading, until a write blocks for 300 ms (the
+/// daemon has stopped reading us) or `max` bytes have gone out. Returns the bytes sent;
+/// the last frame may be partly written (`sent % frame.len()` bytes of it).
+pub fn write_until_blocked(stream: &mut TcpStream, frame: &[u8], max: usize) -> usize {
+    stream
+        .set_write_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut sent = 0;
+    let deadline = Instant::now() + TIMEOUT;
+    while sent < max && Instant::now() < deadline {
+        match stream.write(&frame[sent % frame.len()..]) {
+            Ok(n) => sent += n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                break
+            }
+            Err(e) => panic!("write failed after {sent} bytes: {e}"),
+        }
+    }
+    stream.set_write_timeout(Some(TIMEOUT)).unwrap();
+    sent
 }
 
 /// What a finished `framecast-bench` run printed, and how it exited.

@@ -1,0 +1,214 @@
+//! Admission: listening sockets with the configured backlog, accepting in bounded
+//! batches, refusing what the access rules or the connection limit exclude, socket
+//! options, and surviving file-descriptor exhaustion without spinning.
+
+use std::fs::File;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use log::{debug, warn};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Interest, Token};
+use socket2::{Domain, Protocol, SockRef, Socket, TcpKeepalive, Type};
+
+use super::connection::Connection;
+use super::{interrupted, would_block, Server};
+use crate::codec::Codec;
+use crate::config::Config;
+
+/// Connections accepted per listener per loop turn, so a connect storm cannot starve
+/// established connections.
+const ACCEPT_BATCH: usize = 64;
+/// First pause after an accept error such as EMFILE; it doubles while errors persist.
+pub(super) const MIN_BACKOFF: Duration = Duration::from_millis(10);
+/// Longest pause between accept attempts while errors persist.
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// `EMFILE` and `ENFILE`: this process, or the system, is out of file descriptors.
+/// (The same numbers on Linux, the BSDs and macOS.)
+const EMFILE: i32 = 24;
+const ENFILE: i32 = 23;
+
+/// A listening socket on `addr` with `backlog`, non-blocking, `SO_REUSEADDR` set.
+pub(super) fn bind_listener(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
+    socket.set_nonblocking(true)?;
+    Ok(TcpListener::from_std(socket.into()))
+}
+
+/// The reserve descriptor for EMFILE handling, if one can be opened.
+pub(super) fn reserve_fd() -> Option<File> {
+    File::open("/dev/null").ok()
+}
+
+/// Applies the configured options to an accepted socket.
+///
+/// # Errors
+/// If the OS refuses an option.
+pub(super) fn configure(stream: &TcpStream, config: &Config) -> io::Result<()> {
+    stream.set_nodelay(config.nodelay)?;
+    if let Some(idle) = config.keepalive {
+        SockRef::from(stream).set_tcp_keepalive(&TcpKeepalive::new().with_time(idle))?;
+    }
+    Ok(())
+}
+
+impl Server {
+    /// Accepts from every ready listener, up to a batch each, unless paused.
+    pub(super) fn accept_ready(&mut self) {
+        match self.accept_paused_until {
+            Some(until) if self.now < until => return,
+            Some(_) => self.accept_paused_until = None,
+            None => {}
+        }
+        for i in 0..self.listeners.len() {
+            if self.listeners[i].ready {
+                self.accept(i);
+            }
+        }
+    }
+
+    /// Accepts up to [`ACCEPT_BATCH`] connections from listener `i`; the listener stays
+    /// ready if the batch ran out first.
+    fn accept(&mut self, i: usize) {
+        for _ in 0..ACCEPT_BATCH {
+            match self.listeners[i].socket.accept() {
+                Ok((stream, peer)) => {
+                    self.accept_backoff = MIN_BACKOFF;
+                    self.admit(stream, peer);
+                }
+                Err(e) if would_block(&e) => {
+                    self.listeners[i].ready = false;
+                    return;
+                }
+                Err(e) if interrupted(&e) || e.kind() == io::ErrorKind::ConnectionAborted => {}
+                Err(e) => {
+                    self.on_accept_error(i, &e);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Handles an accept failure without spinning: out of descriptors, sheds one pending
+    /// connection through the reserve descriptor (so its client learns at once rather
+    /// than waiting in the backlog); then pauses accepting, longer each time.
+    fn on_accept_error(&mut self, i: usize, e: &io::Error) {
+        let addr = self.listeners[i].addr;
+        let mut shed = "";
+        if matches!(e.raw_os_error(), Some(EMFILE | ENFILE)) {
+            drop(self.spare_fd.take());
+            if let Ok((stream, _)) = self.listeners[i].socket.accept() {
+                drop(stream);
+                self.stats.shed += 1;
+                shed = "closed one pending connection; ";
+            }
+            self.spare_fd = reserve_fd();
+        }
+        warn!(
+            "accept on {addr}: {e}; {shed}pausing accepts for {:?}",
+            self.accept_backoff
+        );
+        self.accept_paused_until = Some(self.now + self.accept_backoff);
+        self.accept_backoff = (self.accept_backoff * 2).min(MAX_BACKOFF);
+    }
+
+    /// Registers an accepted connection, or closes it at once if the access rules
+    /// refuse the peer or the server is full.
+    fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr) {
+        if !self.config.access.permits(peer.ip()) {
+            self.stats.denied += 1;
+            debug!("{peer}: refused by the access rules");
+            return; // dropping the stream closes it
+        }
+        if self.conns.len() >= self.config.max_connections {
+            self.refuse_over_limit();
+            return;
+        }
+        if let Err(e) = configure(&stream, &self.config) {
+            debug!("{peer}: cannot set socket options: {e}");
+        }
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut stream, Token(key), Interest::READABLE)
+        {
+            warn!("{peer}: cannot register connection: {e}");
+            return;
+        }
+        let codec = Codec::with_oversize(
+            self.config.framing,
+            self.config.max_frame,
+            self.config.oversize,
+        );
+        self.next_serial += 1;
+        entry.insert(Connection::new(
+            stream,
+            peer,
+            self.next_serial,
+            codec,
+            self.now,
+        ));
+        self.stats.accepted += 1;
+        debug!("{peer}: connected (token {key}, {} open)", self.conns.len());
+        self.rearm(key);
+    }
+
+    /// Counts a connection refused at `max_connections`; logs at most once a second.
+    fn refuse_over_limit(&mut self) {
+        self.stats.refused += 1;
+        self.refusals.0 += 1;
+        let due = self
+            .refusals
+            .1
+            .is_none_or(|last| self.now.duration_since(last) >= Duration::from_secs(1));
+        if due {
+            warn!(
+                "refused {} connection(s): at the limit of {} connections",
+                self.refusals.0, self.config.max_connections
+            );
+            self.refusals = (0, Some(self.now));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpStream as StdStream;
+
+    #[test]
+    fn configure_sets_nodelay_and_keepalive_on_a_real_socket() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let _client = StdStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        let stream = TcpStream::from_std(accepted);
+        let config = Config {
+            keepalive: Some(Duration::from_secs(42)),
+            ..Config::default()
+        };
+        configure(&stream, &config).unwrap();
+        let sock = SockRef::from(&stream);
+        assert!(sock.tcp_nodelay().unwrap());
+        assert!(sock.keepalive().unwrap());
+        assert_eq!(sock.tcp_keepalive_time().unwrap(), Duration::from_secs(42));
+
+        let config = Config {
+            nodelay: false,
+            ..Config::default()
+        };
+        configure(&stream, &config).unwrap();
+        assert!(!SockRef::from(&stream).tcp_nodelay().unwrap());
+    }
+
+    #[test]
+    fn bind_listener_uses_the_backlog_and_a_real_port() {
+        let listener = bind_listener("127.0.0.1:0".parse().unwrap(), 7).unwrap();
+        assert_ne!(listener.local_addr().unwrap().port(), 0);
+    }
+}

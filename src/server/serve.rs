@@ -1,0 +1,383 @@
+//! The data path: read a connection, cut its input into runs of frames, deliver them
+//! to the audience the mode names, flush output with vectored writes, and close in two
+//! phases. Timestamps for the timers are noted on the way, a few stores per read.
+
+use std::fmt;
+use std::mem;
+use std::net::Shutdown;
+use std::time::Duration;
+
+use bytes::Bytes;
+use log::{debug, info, trace};
+use mio::Token;
+
+use super::connection::{Connection, Phase};
+use super::{interrupted, would_block, Server};
+use crate::mode::{Offer, SlowConsumer};
+
+/// Bytes read from one connection per loop turn before the others get their turn, so a
+/// flooding client cannot starve the rest (four full 64 KiB reads).
+pub(super) const READ_BUDGET: usize = 256 << 10;
+/// How long a closing connection may keep sending after our side has shut down, before
+/// it is closed anyway.
+const LINGER: Duration = Duration::from_secs(2);
+
+impl Server {
+    /// Reads every connection on the ready list once, up to its budget.
+    pub(super) fn serve_ready(&mut self) {
+        let mut batch = mem::replace(&mut self.ready, mem::take(&mut self.spare));
+        for key in batch.drain(..) {
+            if let Some(conn) = self.conns.get_mut(key) {
+                if mem::take(&mut conn.in_ready) {
+                    self.serve(key, READ_BUDGET);
+                }
+            }
+        }
+        self.spare = batch;
+    }
+
+    /// Reads from one connection until it is drained, at end of stream, under
+    /// backpressure or after `budget` bytes, handing complete frames on after every read.
+    ///
+    /// Drained means `WouldBlock`, or a read that did not fill the room offered: the
+    /// socket held nothing more at that instant, so edge-triggered readiness will fire
+    /// again when more arrives, and the read that would only say `WouldBlock` is saved
+    /// (a syscall per event at one frame in flight). Not after a hang-up was reported:
+    /// then reading goes on to the end of stream.
+    pub(super) fn serve(&mut self, key: usize, mut budget: usize) {
+        loop {
+            let Some(conn) = self.conns.get_mut(key) else {
+                return;
+            };
+            if !conn.wants_read() {
+                return;
+            }
+            if budget == 0 {
+                // Still readable: read again next turn, after the others.
+                mark(&mut self.ready, &mut conn.in_ready, key);
+                return;
+            }
+            match conn.read() {
+                Ok((0, _)) => {
+                    conn.readable = false;
+                    conn.eof = true;
+                    self.on_eof(key);
+                    return;
+                }
+                Ok((n, filled)) => {
+                    budget = budget.saturating_sub(n);
+                    self.stats.bytes_in += n as u64;
+                    let drained = !filled && !conn.hup;
+                    if drained {
+                        conn.readable = false;
+                    }
+                    if conn.phase == Phase::Lingering {
+                        conn.input.discard(usize::MAX);
+                    } else {
+                        self.frame(key);
+                    }
+                    if drained {
+                        return;
+                    }
+                }
+                Err(e) if would_block(&e) => {
+                    conn.readable = false;
+                    return;
+                }
+                Err(e) if interrupted(&e) => {}
+                Err(e) => {
+                    self.close(key, &e);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The peer has finished sending: a lingering connection is done; any other
+    /// delivers what it completed and closes.
+    fn on_eof(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.phase == Phase::Lingering {
+            self.close(key, &"closed by peer after our shutdown");
+            return;
+        }
+        if conn.is_mid_frame() {
+            debug!(
+                "{}: end of stream in the middle of a frame ({} bytes pending)",
+                conn.peer,
+                conn.input.data().len()
+            );
+            self.stats.truncated += 1;
+        } else {
+            debug!("{}: end of stream", conn.peer);
+        }
+        self.drain(key);
+    }
+
+    /// Cuts the connection's input into runs of complete frames and delivers them, then
+    /// notes frame boundaries for the idle and frame timers.
+    fn frame(&mut self, key: usize) {
+        let mut boundary = false;
+        let mut completed = false;
+        loop {
+            let Some(conn) = self.conns.get_mut(key) else {
+                return;
+            };
+            let run = match conn.codec.scan(conn.input.data()) {
+                Ok(run) if run.is_incomplete() => break,
+                Ok(run) => run,
+                Err(error) => {
+                    info!(
+                        "{}: protocol error: {error}; closing after {} queued bytes",
+                        conn.peer,
+                        conn.output.len()
+                    );
+                    self.stats.protocol_errors += 1;
+                    self.drain(key);
+                    return;
+                }
+            };
+            let frames = conn.input.split(run.len);
+            conn.input.discard(run.skip);
+            if let Some(error) = run.oversize {
+                debug!("{}: skipping oversized frame: {error}", conn.peer);
+                self.stats.oversized += 1;
+            }
+            boundary |= run.frames > 0 || run.oversize.is_some();
+            if run.frames > 0 {
+                completed = true;
+                trace!("{}: {} frame(s), {} bytes", conn.peer, run.frames, run.len);
+                self.stats.frames_in += run.frames as u64;
+                self.deliver(key, frames, run.frames as u64);
+            }
+        }
+        let now = self.now;
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if completed {
+            conn.clock.last_frame = now;
+        }
+        let started = conn.clock.frame_started;
+        // A frame's clock runs from its first byte; it stops while we are the ones not
+        // reading (backpressure).
+        conn.clock.frame_started = if conn.paused || !conn.is_mid_frame() {
+            None
+        } else if boundary {
+            Some(now)
+        } else {
+            started.or(Some(now))
+        };
+        if started.is_none() && conn.clock.frame_started.is_some() {
+            self.rearm(key);
+        }
+    }
+
+    /// Queues a run of `count` frames from connection `from` for the audience the mode
+    /// names: one refcounted `Bytes`, shared by every recipient.
+    fn deliver(&mut self, from: usize, frames: Bytes, count: u64) {
+        let audience = self.config.mode.audience(self.config.echo_self);
+        if audience.others {
+            self.fan_out(from, &frames, count);
+        }
+        if audience.sender {
+            self.enqueue_backpressured(from, frames);
+        }
+    }
+
+    /// Offers frames to every open connection but `from`; one past its output cap is
+    /// handled by the slow-consumer policy, so it never slows the sender or the others.
+    fn fan_out(&mut self, from: usize, frames: &Bytes, count: u64) {
+        let (cap, policy) = (self.config.max_output, self.config.slow_consumer);
+        for (key, conn) in self.conns.iter_mut() {
+            if key == from || conn.phase != Phase::Open {
+                continue;
+            }
+            match policy.offer(frames.len(), conn.output.len(), cap, conn.dropping) {
+                Offer::Queue => {
+                    conn.output.push(frames.clone());
+                    mark(&mut self.dirty, &mut conn.in_dirty, key);
+                }
+                Offer::Skip => {
+                    if !mem::replace(&mut conn.dropping, true) {
+                        debug!(
+                            "{}: slow consumer: {} bytes pending, skipping frames",
+                            conn.peer,
+                            conn.output.len()
+                        );
+                    }
+                    conn.dropped += count;
+                    self.stats.frames_dropped += count;
+                }
+                Offer::Disconnect => {
+                    info!(
+                        "{}: slow consumer: {} bytes pending would pass the cap of {cap} bytes; disconnecting",
+                        conn.peer,
+                        conn.output.len()
+                    );
+                    self.stats.slow_disconnects += 1;
+                    mark_closed(conn, key, &mut self.closed, &"slow consumer");
+                }
+            }
+        }
+    }
+
+    /// Queues frames on a connection whose own input produced them: past the output
+    /// cap, stop reading it until it drains below half (backpressure on the source).
+    fn enqueue_backpressured(&mut self, key: usize, frames: Bytes) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        conn.output.push(frames);
+        if conn.output.len() > self.config.max_output {
+            conn.paused = true;
+        }
+        mark(&mut self.dirty, &mut conn.in_dirty, key);
+    }
+
+    /// Flushes every connection on the dirty list.
+    pub(super) fn flush_dirty(&mut self) {
+        let mut batch = mem::replace(&mut self.dirty, mem::take(&mut self.spare));
+        for key in batch.drain(..) {
+            if let Some(conn) = self.conns.get_mut(key) {
+                if mem::take(&mut conn.in_dirty) {
+                    self.flush(key);
+                }
+            }
+        }
+        self.spare = batch;
+    }
+
+    /// Writes a connection's output until done or `WouldBlock`, then updates what it
+    /// waits for: resumes reading below half the cap, finishes a draining connection,
+    /// asks for `WRITABLE` only while output remains.
+    fn flush(&mut self, key: usize) {
+        let now = self.now;
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.phase == Phase::Closed {
+            return;
+        }
+        let written = match conn.flush() {
+            Ok(n) => n,
+            Err(e) => {
+                self.close(key, &e);
+                return;
+            }
+        };
+        self.stats.bytes_out += written as u64;
+        if written > 0 {
+            conn.clock.last_frame = now;
+        }
+        let stalled = conn.clock.write_stalled;
+        conn.clock.write_stalled = match (conn.output.is_empty(), written > 0) {
+            (true, _) => None,
+            (false, true) => Some(now),
+            (false, false) => stalled.or(Some(now)),
+        };
+        let mut rearm = stalled.is_none() && conn.clock.write_stalled.is_some();
+        if conn.dropping && SlowConsumer::resumes(conn.output.len(), self.config.max_output) {
+            debug!(
+                "{}: caught up after {} skipped frames",
+                conn.peer, conn.dropped
+            );
+            conn.dropping = false;
+        }
+        if conn.paused && conn.output.len() <= self.config.max_output / 2 {
+            conn.paused = false;
+            if conn.readable {
+                mark(&mut self.ready, &mut conn.in_ready, key);
+            }
+        }
+        if conn.phase == Phase::Draining && conn.output.is_empty() {
+            if conn.eof {
+                self.close(key, &"done");
+                return;
+            }
+            // The peer may still be sending: shut our side so it sees the end of the
+            // stream after everything queued, and read until it closes too.
+            if let Err(e) = conn.stream.shutdown(Shutdown::Write) {
+                self.close(key, &e);
+                return;
+            }
+            conn.phase = Phase::Lingering;
+            let until = now + LINGER;
+            conn.clock.linger_until = Some(self.draining_until.map_or(until, |d| d.min(until)));
+            conn.readable = true;
+            mark(&mut self.ready, &mut conn.in_ready, key);
+            rearm = true;
+        }
+        let interest = conn.interest();
+        if interest != conn.registered {
+            if let Err(e) = self
+                .poll
+                .registry()
+                .reregister(&mut conn.stream, Token(key), interest)
+            {
+                self.close(key, &e);
+                return;
+            }
+            conn.registered = interest;
+        }
+        if rearm {
+            self.rearm(key);
+        }
+    }
+
+    /// Stops reading a connection; it closes once its queued output is written.
+    pub(super) fn drain(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.phase == Phase::Open {
+            conn.phase = Phase::Draining;
+            conn.clock.frame_started = None;
+            mark(&mut self.dirty, &mut conn.in_dirty, key);
+        }
+    }
+
+    /// Marks a connection closed; it is deregistered and dropped before the next poll,
+    /// so its key cannot be reused while an event for it may still be in hand.
+    pub(super) fn close(&mut self, key: usize, why: &dyn fmt::Display) {
+        if let Some(conn) = self.conns.get_mut(key) {
+            mark_closed(conn, key, &mut self.closed, why);
+        }
+    }
+
+    /// Deregisters and drops the connections closed this turn.
+    pub(super) fn reap(&mut self) {
+        for key in self.closed.drain(..) {
+            if let Some(mut conn) = self.conns.try_remove(key) {
+                if let Err(e) = self.poll.registry().deregister(&mut conn.stream) {
+                    debug!("{}: deregister: {e}", conn.peer);
+                }
+            }
+        }
+    }
+}
+
+/// Marks `conn` closed and lists it for reaping, once.
+fn mark_closed(conn: &mut Connection, key: usize, closed: &mut Vec<usize>, why: &dyn fmt::Display) {
+    if conn.phase != Phase::Closed {
+        if conn.dropped > 0 {
+            debug!(
+                "{}: closed ({why}); {} frames skipped for it",
+                conn.peer, conn.dropped
+            );
+        } else {
+            debug!("{}: closed ({why})", conn.peer);
+        }
+        conn.phase = Phase::Closed;
+        closed.push(key);
+    }
+}
+
+/// Puts `key` on `list` unless its flag says it is already there.
+pub(super) fn mark(list: &mut Vec<usize>, flag: &mut bool, key: usize) {
+    if !mem::replace(flag, true) {
+        list.push(key);
+    }
+}

@@ -1,0 +1,176 @@
+//! Who gets in, and what happens when too many try: connection limits, file-descriptor
+//! exhaustion, access lists, socket options, and the notice for non-loopback listening.
+
+mod common;
+
+use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{connect, echo_roundtrip, finish, frame_u32be, read_to_end, Daemon, TIMEOUT};
+
+#[test]
+fn n_plus_50_clients_the_50_extra_are_closed_at_once() {
+    let daemon = Daemon::start(&["--max-connections", "20"]);
+    let mut admitted: Vec<TcpStream> = (0..20)
+        .map(|i| {
+            let mut c = daemon.connect();
+            echo_roundtrip(&mut c, &frame_u32be(format!("client {i}").as_bytes()));
+            c
+        })
+        .collect();
+    let extra: Vec<TcpStream> = (0..50).map(|_| daemon.connect()).collect();
+    for mut refused in extra {
+        assert_eq!(
+            read_to_end(&mut refused),
+            b"",
+            "a refused client gets a close, no data"
+        );
+    }
+    daemon.wait_for_log("at the limit of 20 connections");
+    for c in &mut admitted {
+        echo_roundtrip(c, &frame_u32be(b"still served"));
+    }
+    finish(&mut admitted[0], b"");
+    retry_echo(daemon.addr);
+}
+
+/// Connects and echoes one frame, retrying until the daemon has room (bounded).
+fn retry_echo(addr: SocketAddr) {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let mut c = connect(addr);
+        let frame = frame_u32be(b"room again");
+        if std::io::Write::write_all(&mut c, &frame).is_ok() {
+            let mut buf = vec![0; frame.len()];
+            if std::io::Read::read_exact(&mut c, &mut buf).is_ok() && buf == frame {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "never served again");
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn out_of_file_descriptors_the_daemon_sheds_and_backs_off_without_spinning() {
+    let daemon = Daemon::start_with_nofile(64, &[]);
+    let mut established = daemon.connect();
+    echo_roundtrip(&mut established, &frame_u32be(b"before the flood"));
+
+    // 500 connection attempts; the daemon can hold about 55 of them.
+    let flood: Vec<TcpStream> = (0..500)
+        .filter_map(|_| TcpStream::connect(daemon.addr).ok())
+        .collect();
+    daemon.wait_for_log("Too many open files");
+    let (ticks_before, at) = (daemon.cpu_ticks(), Instant::now());
+    thread::sleep(Duration::from_secs(2));
+    let ticks = daemon.cpu_ticks() - ticks_before;
+    let elapsed_ticks = at.elapsed().as_secs_f64() * 100.0; // USER_HZ is 100 on Linux
+    assert!(
+        (ticks as f64) < 0.05 * elapsed_ticks,
+        "{ticks} CPU ticks in {elapsed_ticks:.0}: spinning at the fd limit"
+    );
+    assert!(
+        daemon.stderr().contains("closed one pending connection"),
+        "no connection was shed"
+    );
+    // Established connections are still served at the limit.
+    echo_roundtrip(&mut established, &frame_u32be(b"during the flood"));
+
+    drop(flood);
+    retry_echo(daemon.addr);
+}
+
+#[test]
+fn access_lists_refuse_and_deny_wins() {
+    let cases: [(&[&str], bool); 5] = [
+        (&["--deny", "127.0.0.1"], false),
+        (&["--allow", "10.0.0.0/8"], false),
+        (&["--allow", "127.0.0.0/8"], true),
+        (&["--allow", "127.0.0.0/8", "--deny", "127.0.0.1/32"], false),
+        (&["--deny", "10.0.0.0/8", "--deny", "::1"], true),
+    ];
+    for (rules, served) in cases {
+        let daemon = Daemon::start(rules);
+        let mut client = daemon.connect();
+        if served {
+            echo_roundtrip(&mut client, &frame_u32be(b"welcome"));
+        } else {
+            assert_eq!(
+                read_to_end(&mut client),
+                b"",
+                "{rules:?}: refused peers get a close"
+            );
+            let peer = client.local_addr().unwrap();
+            daemon.wait_for_log(&format!("{peer}: refused by the access rules"));
+        }
+    }
+}
+
+#[test]
+fn access_lists_match_ipv6_peers() {
+    for (rules, served) in [
+        (&["--allow", "::1/128"][..], true),
+        (&["--deny", "::/0"][..], false),
+    ] {
+        let mut args = vec!["--listen", "[::1]:0"];
+        args.extend_from_slice(rules);
+        let daemon = Daemon::start(&args);
+        let mut client = daemon.connect();
+        if served {
+            echo_roundtrip(&mut client, &frame_u32be(b"v6"));
+        } else {
+            assert_eq!(read_to_end(&mut client), b"");
+        }
+    }
+}
+
+/// `ss` (iproute2) output for sockets matching `filter`, e.g. `sport = :7070`.
+fn ss(args: &[&str], filter: &str) -> String {
+    let out = Command::new("ss")
+        .args(args)
+        .arg(filter)
+        .output()
+        .expect("ss (iproute2) is needed for this test");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn backlog_and_keepalive_reach_the_sockets() {
+    let daemon = Daemon::start(&["--backlog", "7", "--keepalive", "42s"]);
+    let port = daemon.addr.port();
+    // For a listening socket, ss shows the backlog as Send-Q.
+    let listening = ss(&["-ltnH"], &format!("sport = :{port}"));
+    let send_q = listening.split_whitespace().nth(2).unwrap_or_default();
+    assert_eq!(send_q, "7", "ss -ltn: {listening}");
+
+    let mut client = daemon.connect();
+    echo_roundtrip(&mut client, &frame_u32be(b"keepalive"));
+    let established = ss(
+        &["-tnoH", "state", "established"],
+        &format!("sport = :{port}"),
+    );
+    assert!(
+        established.contains("timer:(keepalive"),
+        "no keepalive timer: {established}"
+    );
+}
+
+#[test]
+fn nodelay_can_be_turned_off() {
+    let daemon = Daemon::start(&["--nodelay", "false"]);
+    echo_roundtrip(&mut daemon.connect(), &frame_u32be(b"with Nagle"));
+}
+
+#[test]
+fn a_non_loopback_listen_address_is_announced() {
+    let daemon = Daemon::start(&["--listen", "0.0.0.0:0"]);
+    daemon.wait_for_log("which is not a loopback address: reachable from other hosts");
+    let loopback = SocketAddr::from(([127, 0, 0, 1], daemon.addr.port()));
+    echo_roundtrip(&mut connect(loopback), &frame_u32be(b"via loopback"));
+    let quiet = Daemon::start(&[]);
+    thread::sleep(Duration::from_millis(100));
+    assert!(!quiet.stderr().contains("not a loopback address"));
+}

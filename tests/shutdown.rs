@@ -1,0 +1,116 @@
+//! Graceful shutdown over real sockets: on SIGTERM every complete frame already sent
+//! is echoed, connections close cleanly, the daemon exits 0; a second signal exits at
+//! once; the drain timeout bounds the wait.
+
+mod common;
+
+use std::io::{BufReader, Write};
+use std::net::TcpStream;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{connect, frame_u32be, read_frame_u32be, write_until_blocked, Daemon, TIMEOUT};
+
+#[test]
+fn sigterm_echoes_every_frame_sent_before_it_then_exits_0() {
+    const CLIENTS: usize = 4;
+    const FRAMES: u32 = 500;
+    let mut daemon = Daemon::start(&[]);
+    let addr = daemon.addr;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|id| {
+            let tx = tx.clone();
+            thread::spawn(move || {
+                let mut stream = connect(addr);
+                // Under 64 KiB per client: all of it is in the daemon's socket buffers
+                // (or already served) once `write_all` returns.
+                let wire: Vec<u8> = (0..FRAMES)
+                    .flat_map(|seq| {
+                        frame_u32be(format!("client {id} frame {seq:>6}.........").as_bytes())
+                    })
+                    .collect();
+                stream.write_all(&wire).unwrap();
+                let mut reader = BufReader::new(stream);
+                let mut seen = 0;
+                while let Some(payload) = read_frame_u32be(&mut reader) {
+                    assert_eq!(
+                        payload,
+                        format!("client {id} frame {seen:>6}.........").as_bytes()
+                    );
+                    seen += 1;
+                    if seen == 1 {
+                        tx.send(()).unwrap();
+                    }
+                }
+                seen
+            })
+        })
+        .collect();
+    // Every client has written everything and got its first echo: now the signal.
+    for _ in 0..CLIENTS {
+        rx.recv_timeout(TIMEOUT)
+            .expect("a client never got an echo");
+    }
+    daemon.signal("TERM");
+    for client in clients {
+        assert_eq!(
+            client.join().unwrap(),
+            FRAMES,
+            "frames echoed before the close"
+        );
+    }
+    assert_eq!(daemon.wait_exit(TIMEOUT), Some(0));
+    assert!(daemon.stderr().contains("SIGTERM: shutting down"));
+    assert!(daemon
+        .stderr()
+        .contains("shutdown complete: every connection flushed"));
+    assert!(
+        TcpStream::connect(addr).is_err(),
+        "still accepting after shutdown"
+    );
+}
+
+/// A client that sends without reading until the daemon has output it cannot flush.
+fn stalled_client(daemon: &Daemon) -> TcpStream {
+    let mut hog = daemon.connect();
+    let sent = write_until_blocked(&mut hog, &frame_u32be(&[1; 60_000]), usize::MAX);
+    assert!(sent > 0);
+    hog
+}
+
+#[test]
+fn a_second_signal_stops_at_once() {
+    let mut daemon = Daemon::start(&["--max-output", "256KiB", "--drain-timeout", "1m"]);
+    let _hog = stalled_client(&daemon);
+    daemon.signal("TERM");
+    daemon.wait_for_log("SIGTERM: shutting down");
+    thread::sleep(Duration::from_millis(200));
+    daemon.assert_alive(); // still draining: the hog's output cannot be flushed
+    let before = Instant::now();
+    daemon.signal("INT");
+    assert_eq!(daemon.wait_exit(TIMEOUT), Some(1));
+    assert!(
+        before.elapsed() < Duration::from_secs(5),
+        "the second signal did not stop it at once"
+    );
+    assert!(daemon
+        .stderr()
+        .contains("SIGINT again: stopping without finishing the drain"));
+}
+
+#[test]
+fn drain_timeout_bounds_the_shutdown() {
+    let mut daemon = Daemon::start(&["--max-output", "256KiB", "--drain-timeout", "500ms"]);
+    let _hog = stalled_client(&daemon);
+    let before = Instant::now();
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(TIMEOUT), Some(0));
+    assert!(
+        before.elapsed() >= Duration::from_millis(450),
+        "exited before the drain timeout"
+    );
+    assert!(daemon
+        .stderr()
+        .contains("drain timeout reached; closed 1 connection(s)"));
+}
