@@ -305,6 +305,39 @@ fn broadcast_with_several_publishers_and_threads() {
 }
 
 #[test]
+fn broadcast_against_the_daemon_checks_every_delivery() {
+    for extra in [&[][..], &["--echo-self"][..]] {
+        let mut args = vec!["--mode", "broadcast"];
+        args.extend_from_slice(extra);
+        let daemon = Daemon::start(&args);
+        let addr = daemon.addr.to_string();
+        let run = run_bench(&[
+            &addr,
+            "--json",
+            "--scenario",
+            "broadcast",
+            "--publishers",
+            "2",
+            "--subscribers",
+            "10",
+            "--depth",
+            "8",
+            "--size",
+            "32..1000",
+            "--duration",
+            "1",
+            "--warmup",
+            "0.2",
+        ]);
+        assert_clean(&run);
+        // Eleven receivers (ten subscribers, the other publisher) for every frame sent,
+        // twelve with --echo-self; the window's edges blur the ratio a little.
+        let ratio = run.number("frames_received") / run.number("frames_sent");
+        assert!(ratio > 9.0, "{ratio}: {}", run.stdout);
+    }
+}
+
+#[test]
 fn refused_connection_is_a_clear_error() {
     let addr = {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
