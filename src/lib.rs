@@ -8,7 +8,7 @@
 //! - [`codec`]: sans-IO framing (length-prefixed, line, fixed, raw); no sockets, no clocks.
 //! - [`mode`]: where a complete frame goes; pure decisions, no I/O.
 //! - [`server`]: the mio reactor: listeners, a slab of connections, read/frame/flush.
-//! - [`bench`]: the load generator behind `framecast-bench`: event-driven clients that
+//! - [`bench`](mod@bench): the load generator behind `framecast-bench`: event-driven clients that
 //!   verify every frame and report rates, latency, errors and CPU per frame.
 //! - `src/bin/framecast.rs`: the daemon's command line.
 //! - `src/bin/framecast-bench.rs`: the load generator's command line.

@@ -357,6 +357,8 @@ impl Conn {
         let mut used = 0;
         let mut frames = 0u64;
         let mut all = 0u64;
+        let mut run = (0u64, 0u64);
+        let mut broken = None;
         while used < data.len() {
             let rest = &data[used..];
             let n = match self.decoder.decode(rest) {
@@ -364,12 +366,12 @@ impl Conn {
                 Ok(Decoded::Incomplete) => break,
                 // The decoder closes on oversize, so these two are one case.
                 Ok(Decoded::Skip(_) | Decoded::Oversize(..)) => {
-                    stats.integrity.corrupted += 1;
-                    return Err(Closed::Framing("oversized frame".into()).into());
+                    broken = Some(Closed::Framing("oversized frame".into()));
+                    break;
                 }
                 Err(e) => {
-                    stats.integrity.corrupted += 1;
-                    return Err(Closed::Framing(e.to_string()).into());
+                    broken = Some(Closed::Framing(e.to_string()));
+                    break;
                 }
             };
             let frame = &rest[..n];
@@ -381,15 +383,29 @@ impl Conn {
             if measuring {
                 frames += 1;
                 stats.bytes_received += n as u64;
-                stats
-                    .latency
-                    .saturating_record(now.saturating_sub(stamp).max(1));
+                // Frames sent in one batch share a stamp, and those read in one batch
+                // share `now`: record runs of equal latencies at once.
+                let latency = now.saturating_sub(stamp).max(1);
+                if latency != run.0 && run.1 > 0 {
+                    stats.latency.saturating_record_n(run.0, run.1);
+                    run.1 = 0;
+                }
+                run = (latency, run.1 + 1);
             }
+        }
+        if run.1 > 0 {
+            stats.latency.saturating_record_n(run.0, run.1);
         }
         stats.frames_received += frames;
         stats.frames_total += all;
         stats.bytes_total += used as u64;
-        Ok(used)
+        match broken {
+            Some(closed) => {
+                stats.integrity.corrupted += 1;
+                Err(closed.into())
+            }
+            None => Ok(used),
+        }
     }
 
     /// Checks one frame and counts what it says; returns its stamp if it is good.

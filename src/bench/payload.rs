@@ -31,6 +31,7 @@
 //! frame than the server it measures.
 
 use std::fmt;
+use std::sync::OnceLock;
 
 /// Header size of the binary format, in bytes: the smallest binary payload.
 pub const BINARY_HEADER: usize = 32;
@@ -38,8 +39,9 @@ pub const BINARY_HEADER: usize = 32;
 pub const TEXT_HEADER: usize = 64;
 /// How far the filler window moves with `seq`, in bytes: frames of consecutive
 /// sequence numbers carry different filler bytes, so a server that swaps payload
-/// bytes between frames is caught by the checksum.
-const PATTERN_SHIFTS: usize = 509;
+/// bytes between frames is caught. A power of two, so the shift is a mask, not a
+/// division, on the per-frame path.
+const PATTERN_SHIFTS: usize = 512;
 
 /// How the header is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -210,13 +212,14 @@ pub struct Pattern {
     format: Format,
     /// Printable ASCII (`!`..`~`), so any framing, `line` included, can carry it.
     bytes: Vec<u8>,
-    /// With a single payload size: that size, and the filler checksum of each shift.
-    table: Option<(usize, Vec<u64>)>,
+    /// With a single payload size: that size, and the filler checksum of each shift,
+    /// each computed when first needed (the pattern is shared by every thread).
+    table: Option<(usize, Vec<OnceLock<u64>>)>,
 }
 
 impl Pattern {
     /// The filler for payloads of `min..=max` bytes in `format`. With a single size,
-    /// the filler checksums of all its shifts are computed once, here.
+    /// the filler checksum of each shift is computed once, when first needed.
     pub fn new(format: Format, min: usize, max: usize) -> Pattern {
         let mut state = 0x2545_f491_4f6c_dd1d_u64;
         let bytes = (0..max + PATTERN_SHIFTS)
@@ -227,18 +230,15 @@ impl Pattern {
                 b'!' + (state % 94) as u8
             })
             .collect();
-        let mut pattern = Pattern {
+        let table = (min == max).then(|| {
+            let sums = (0..PATTERN_SHIFTS).map(|_| OnceLock::new()).collect();
+            (max, sums)
+        });
+        Pattern {
             format,
             bytes,
-            table: None,
-        };
-        if min == max && max >= format.header_len() {
-            let sums = (0..PATTERN_SHIFTS as u64)
-                .map(|shift| pattern.filler_checksum(shift, max))
-                .collect();
-            pattern.table = Some((max, sums));
+            table,
         }
-        pattern
     }
 
     /// The header format.
@@ -250,20 +250,20 @@ impl Pattern {
     /// bytes to be overwritten by [`Pattern::write`]. A `len` beyond the largest size
     /// the pattern was made for is cut short.
     pub fn template(&self, seq: u64, len: usize) -> &[u8] {
-        let start = (seq % PATTERN_SHIFTS as u64) as usize;
+        let start = shift(seq);
         let end = (start + len).min(self.bytes.len());
         &self.bytes[start..end]
     }
 
     /// The checksum of the filler of payload `seq` of `len` bytes.
     fn filler_checksum(&self, seq: u64, len: usize) -> u64 {
+        let compute = || {
+            let filler = self.template(seq, len).get(self.format.header_len()..);
+            checksum(filler.unwrap_or_default())
+        };
         match &self.table {
-            Some((size, sums)) if *size == len => sums[(seq % PATTERN_SHIFTS as u64) as usize],
-            _ => checksum(
-                self.template(seq, len)
-                    .get(self.format.header_len()..)
-                    .unwrap_or(&[]),
-            ),
+            Some((size, sums)) if *size == len => *sums[shift(seq)].get_or_init(compute),
+            _ => compute(),
         }
     }
 
@@ -367,6 +367,11 @@ fn le_u64(bytes: &[u8]) -> u64 {
     let mut raw = [0u8; 8];
     raw.copy_from_slice(bytes);
     u64::from_le_bytes(raw)
+}
+
+/// Where the filler window of frame `seq` starts.
+fn shift(seq: u64) -> usize {
+    (seq & (PATTERN_SHIFTS as u64 - 1)) as usize
 }
 
 /// Writes `value` as `dst.len()` lowercase hex digits (the low bits if too few).
@@ -522,7 +527,7 @@ mod tests {
     fn a_single_size_pattern_agrees_with_any_size_pattern() {
         let fixed = Pattern::new(Format::Binary, 512, 512);
         let any = Pattern::new(Format::Binary, 32, 512);
-        for seq in [0, 1, 508, 509, 1 << 40] {
+        for seq in [0, 1, 511, 512, 1 << 40] {
             let header = Header { seq, ..HEADER };
             let mut a = fixed.template(seq, 512).to_vec();
             fixed.write(&mut a, &header);
