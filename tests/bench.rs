@@ -80,6 +80,10 @@ fn every_framing_and_both_loop_shapes_check_out() {
         ("u32be", &["--rate", "2000", "--connections", "4"]),
         (
             "u32be",
+            &["--connect-rate", "200", "--connections", "6", "-T", "3"],
+        ),
+        (
+            "u32be",
             &["--size", "300KiB", "--connections", "2", "--depth", "2"],
         ),
     ];
@@ -335,6 +339,32 @@ fn broadcast_against_the_daemon_checks_every_delivery() {
         let ratio = run.number("frames_received") / run.number("frames_sent");
         assert!(ratio > 9.0, "{ratio}: {}", run.stdout);
     }
+}
+
+#[test]
+fn broadcast_in_an_open_loop_against_the_daemon() {
+    let daemon = Daemon::start(&["--mode", "broadcast"]);
+    let addr = daemon.addr.to_string();
+    let run = run_bench(&[
+        &addr,
+        "--json",
+        "--scenario",
+        "broadcast",
+        "--publishers",
+        "3",
+        "--subscribers",
+        "4",
+        "--rate",
+        "3000",
+        "--threads",
+        "2",
+        "--duration",
+        "0.6",
+        "--warmup",
+        "0.1",
+    ]);
+    assert_clean(&run);
+    assert_eq!(run.number("rate"), 3000.0);
 }
 
 #[test]

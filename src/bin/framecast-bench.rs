@@ -201,3 +201,40 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_may_be_fractional() {
+        assert_eq!(parse_seconds("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_seconds("0.25"), Ok(Duration::from_millis(250)));
+        for bad in ["", "-1", "ten", "1e400", "NaN"] {
+            assert!(parse_seconds(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn targets_are_addresses_or_resolvable_names() {
+        assert_eq!(resolve("127.0.0.1:7070"), Ok(([127, 0, 0, 1], 7070).into()));
+        assert!(resolve("localhost:7070").is_ok_and(|a| a.port() == 7070));
+        assert!(resolve("127.0.0.1").is_err(), "a port is required");
+    }
+
+    #[test]
+    fn fixed_framing_defaults_the_size_to_the_frame_size() {
+        let args = Args::try_parse_from(["framecast-bench", "--framing", "fixed:100"]).unwrap();
+        let (config, _) = args.into_config().unwrap();
+        assert_eq!(config.size, SizeRange::fixed(100));
+    }
+
+    #[test]
+    fn rate_and_depth_exclude_each_other() {
+        let parsed = Args::try_parse_from(["framecast-bench", "--rate", "10", "--depth", "2"]);
+        assert!(parsed.is_err());
+        let args = Args::try_parse_from(["framecast-bench", "--rate", "10"]).unwrap();
+        let (config, _) = args.into_config().unwrap();
+        assert_eq!(config.load, Load::Open { rate: 10.0 });
+    }
+}
