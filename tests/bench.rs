@@ -389,7 +389,7 @@ fn a_server_dying_mid_run_ends_the_run_with_a_clear_error() {
     let addr = daemon.as_ref().unwrap().addr.to_string();
     let run = run_bench_with(
         &[&addr, "--duration", "15", "--warmup", "0", "-c", "4"],
-        |line| {
+        |line, _| {
             if line.contains("connections up") {
                 daemon.take(); // kills the daemon once traffic flows
             }
@@ -403,6 +403,53 @@ fn a_server_dying_mid_run_ends_the_run_with_a_clear_error() {
     );
     assert!(run.stdout.contains("aborted"), "{}", run.stdout);
     assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+}
+
+/// Sends `signal` to `pids` with kill(1); a process already gone is no error here.
+fn signal(signal: &str, pids: &[u32]) {
+    let pids: Vec<String> = pids.iter().map(u32::to_string).collect();
+    let _ = std::process::Command::new("kill")
+        .arg(format!("-{signal}"))
+        .args(&pids)
+        .status();
+}
+
+#[test]
+fn a_machine_that_stalls_everything_does_not_lose_frames() {
+    // A loaded CI host can stop both processes for seconds. Freeze them with frames in
+    // flight across the end of the run: time the bench did not run must not count as
+    // the server's silence, so nothing may be reported unanswered.
+    let daemon = Daemon::start(&[]);
+    let addr = daemon.addr.to_string();
+    let daemon_pid = daemon.pid();
+    let mut frozen = false;
+    let run = run_bench_with(
+        &[
+            &addr,
+            "--json",
+            "--duration",
+            "1.5",
+            "--warmup",
+            "0",
+            "-c",
+            "10",
+            "-d",
+            "8",
+        ],
+        |line, bench_pid| {
+            if !frozen && line.contains("connections up") {
+                frozen = true;
+                signal("STOP", &[daemon_pid, bench_pid]);
+                std::thread::sleep(std::time::Duration::from_millis(2500));
+                signal("CONT", &[bench_pid]);
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                signal("CONT", &[daemon_pid]);
+            }
+        },
+    );
+    assert!(frozen, "{}", run.stderr);
+    assert_clean(&run);
+    drop(daemon);
 }
 
 #[test]

@@ -22,7 +22,8 @@
 //! 2. Hand the connections round-robin to `--threads` workers and start the clock.
 //!    Warmup, then the measured window: only frames received in it count towards
 //!    rates and latency; errors count throughout.
-//! 3. At the end, stop sending and drain for up to [`DRAIN`]; what has not come back
+//! 3. At the end, stop sending and drain until nothing arrives for [`DRAIN`] (time the
+//!    bench itself was stalled does not count); what has not come back
 //!    by then is unanswered. Meanwhile this thread prints a progress line each second
 //!    and reads CPU times at the start and end of the measured window.
 
@@ -54,8 +55,15 @@ use payload::Pattern;
 use stats::{Progress, ProgressTotals, Stats};
 use worker::{Board, Plan, Worker, WAKER};
 
-/// How long frames still in flight at the end may take to come back.
+/// At the end, how long without a single frame arriving before frames still in flight
+/// count as unanswered. Only time the bench was running counts, in steps of at most
+/// [`DRAIN_STEP`]: a machine that stalls everything for seconds (a loaded CI host) must
+/// not turn into lost frames.
 pub const DRAIN: Duration = Duration::from_secs(2);
+/// The most one turn of the event loop adds to the drain's quiet time.
+pub const DRAIN_STEP: Duration = Duration::from_millis(100);
+/// Hard limit on the drain, for a server that trickles frames back forever.
+pub const MAX_DRAIN: Duration = Duration::from_secs(30);
 /// How long one connection attempt may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Interval of the progress line.
@@ -352,7 +360,7 @@ fn plan(
         epoch,
         warm_end,
         end,
-        drain_end: end + DRAIN,
+        drain_limit: end + MAX_DRAIN,
     }
 }
 

@@ -22,6 +22,7 @@ use super::config::{Load, SizeRange};
 use super::conn::{Closed, Conn, ReadEnd, Role};
 use super::payload::Pattern;
 use super::stats::{Progress, Stats};
+use super::{DRAIN, DRAIN_STEP};
 use crate::codec::Codec;
 
 /// Token of the thread's waker, outside the connection indices.
@@ -75,8 +76,8 @@ pub struct Plan {
     pub warm_end: Instant,
     /// End of the measured window: sending stops.
     pub end: Instant,
-    /// Last moment to wait for frames in flight.
-    pub drain_end: Instant,
+    /// Last moment to wait for frames in flight, however they trickle in.
+    pub drain_limit: Instant,
 }
 
 impl Plan {
@@ -230,6 +231,11 @@ impl Worker {
         let plan = Arc::clone(&self.plan);
         let mut events = Events::with_capacity(EVENTS);
         let mut spare = Vec::new();
+        // Drain bookkeeping: frames seen at the last turn, when that turn was, and how
+        // long (in running time) nothing has arrived since the end.
+        let mut seen = 0;
+        let mut last_turn = Instant::now();
+        let mut quiet = Duration::ZERO;
         self.send(Instant::now());
         loop {
             let now = Instant::now();
@@ -242,9 +248,18 @@ impl Worker {
                 }
                 break;
             }
-            if self.stopped && (now >= plan.drain_end || self.is_drained()) {
-                break;
+            if self.stopped {
+                if self.stats.frames_total != seen {
+                    quiet = Duration::ZERO;
+                } else {
+                    quiet += now.saturating_duration_since(last_turn).min(DRAIN_STEP);
+                }
+                if self.is_drained() || quiet >= DRAIN || now >= plan.drain_limit {
+                    break;
+                }
             }
+            seen = self.stats.frames_total;
+            last_turn = now;
             let (timeout, fine) = self.timeout(now);
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
@@ -315,7 +330,7 @@ impl Worker {
         }
         let plan = &self.plan;
         let mut deadline = if self.stopped {
-            plan.drain_end
+            (now + DRAIN_STEP).min(plan.drain_limit)
         } else {
             plan.end
         };

@@ -364,12 +364,12 @@ impl Drop for Reaped {
 
 /// Runs `framecast-bench` with `args` to completion, killing it after [`TIMEOUT`].
 pub fn run_bench(args: &[&str]) -> BenchRun {
-    run_bench_with(args, |_| {})
+    run_bench_with(args, |_, _| {})
 }
 
-/// Like [`run_bench`], calling `on_stderr` with each stderr line as it comes (e.g. to
-/// kill the server once the run is under way).
-pub fn run_bench_with(args: &[&str], mut on_stderr: impl FnMut(&str)) -> BenchRun {
+/// Like [`run_bench`], calling `on_stderr` with each stderr line as it comes and the
+/// bench's pid (e.g. to kill the server once the run is under way).
+pub fn run_bench_with(args: &[&str], mut on_stderr: impl FnMut(&str, u32)) -> BenchRun {
     let mut child = Reaped(
         Command::new(env!("CARGO_BIN_EXE_framecast-bench"))
             .args(args)
@@ -400,7 +400,7 @@ pub fn run_bench_with(args: &[&str], mut on_stderr: impl FnMut(&str)) -> BenchRu
     loop {
         match rx.recv_timeout(Duration::from_millis(20)) {
             Ok(line) => {
-                on_stderr(&line);
+                on_stderr(&line, child.0.id());
                 stderr.push_str(&line);
                 stderr.push('\n');
                 continue;
