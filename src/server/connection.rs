@@ -2,7 +2,7 @@
 //! state machine that decides what it wants from the poller. It does its own I/O but
 //! knows nothing of other connections or of modes.
 
-use std::io;
+use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -137,6 +137,32 @@ impl Connection {
     /// As `Read::read` on the socket.
     pub fn read(&mut self) -> io::Result<(usize, bool)> {
         self.input.read_from(&mut self.stream)
+    }
+
+    /// Writes the first `len` received bytes straight from the input buffer until done
+    /// or the socket would block, and consumes what was written. For frames whose only
+    /// recipient is this connection, with nothing queued ahead of them.
+    ///
+    /// # Errors
+    /// Any write error but `WouldBlock` and `Interrupted`; a write of zero is `WriteZero`.
+    pub fn write_through(&mut self, len: usize) -> io::Result<usize> {
+        let mut written = 0;
+        while let Some(pending) = self
+            .input
+            .data()
+            .get(written..len)
+            .filter(|p| !p.is_empty())
+        {
+            match self.stream.write(pending) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            }
+        }
+        self.input.discard(written);
+        Ok(written)
     }
 
     /// Writes queued output until done or the socket would block.

@@ -1,9 +1,12 @@
-//! A connection's input buffer: received bytes waiting to be framed, plus zeroed room
-//! for the next read. Frames leave it as zero-copy [`Bytes`] split off the front.
+//! A connection's input buffer: received bytes waiting to be framed, plus room for the
+//! next read. Frames leave it either written straight from it (echo) or as zero-copy
+//! [`Bytes`] split off the front.
 //!
-//! Safe Rust cannot read into uninitialised memory, so the room after the received
-//! bytes is zeroed once when it is made and then reused by read after read; a small
-//! read never pays for zeroing a large buffer.
+//! Safe Rust cannot read into uninitialised memory, so room is zeroed once when it is
+//! first made and then reused read after read: consumed bytes are only skipped over
+//! (`start` moves), and the unconsumed tail is moved to the front when room runs short,
+//! so a buffer whose bytes are written through is never zeroed again. Only bytes handed
+//! out as `Bytes` leave for good, and the room that replaces them is zeroed anew.
 
 use std::io::{self, Read};
 
@@ -21,10 +24,13 @@ const RELEASE_ABOVE: usize = 4 * MAX_CHUNK;
 /// Received bytes not yet framed, and room to receive more.
 #[derive(Debug)]
 pub struct ReadBuf {
-    /// `buf[..filled]` are received bytes; `buf[filled..]` is zeroed or stale room.
+    /// `buf[start..end]` are received bytes not yet consumed; `buf[..start]` were
+    /// consumed; `buf[end..]` is room. All of it is initialised.
     buf: BytesMut,
-    /// How many leading bytes of `buf` were received.
-    filled: usize,
+    /// Where the unconsumed bytes begin.
+    start: usize,
+    /// Where the unconsumed bytes end and the room begins.
+    end: usize,
     /// Room to make next time it runs out; doubles while reads fill it.
     chunk: usize,
     /// The most bytes ever worth holding: one pending frame plus one chunk.
@@ -36,7 +42,8 @@ impl ReadBuf {
     pub fn new(max_pending: usize) -> Self {
         ReadBuf {
             buf: BytesMut::new(),
-            filled: 0,
+            start: 0,
+            end: 0,
             chunk: MIN_CHUNK,
             limit: max_pending.saturating_add(MAX_CHUNK),
         }
@@ -44,12 +51,12 @@ impl ReadBuf {
 
     /// Received bytes not yet consumed.
     pub fn data(&self) -> &[u8] {
-        &self.buf[..self.filled]
+        &self.buf[self.start..self.end]
     }
 
     /// True when no received bytes are waiting.
     pub fn is_empty(&self) -> bool {
-        self.filled == 0
+        self.start == self.end
     }
 
     /// Reads once from `src` into the room, making room first if little is left.
@@ -59,52 +66,70 @@ impl ReadBuf {
     /// # Errors
     /// Whatever `src.read` reports, `WouldBlock` and `Interrupted` included.
     pub fn read_from<R: Read>(&mut self, src: &mut R) -> io::Result<(usize, bool)> {
-        if self.buf.len() - self.filled < self.chunk / 2 {
+        if self.buf.len() - self.end < self.chunk / 2 {
             self.make_room();
         }
-        let room = &mut self.buf[self.filled..];
+        let room = &mut self.buf[self.end..];
         let full = room.len();
         let n = src.read(room)?.min(full);
         if n == full && self.chunk < MAX_CHUNK {
             self.chunk *= 2;
         }
-        self.filled += n;
+        self.end += n;
         Ok((n, n == full))
     }
 
-    /// Removes the first `n` received bytes and returns them, without copying.
+    /// Removes the first `n` unconsumed bytes and returns them, without copying. Their
+    /// memory now belongs to the `Bytes`.
     pub fn split(&mut self, n: usize) -> Bytes {
-        let n = n.min(self.filled);
-        self.filled -= n;
+        self.buf.advance(self.start);
+        self.end -= self.start;
+        self.start = 0;
+        let n = n.min(self.end);
+        self.end -= n;
         let taken = self.buf.split_to(n).freeze();
         self.release_if_oversized();
         taken
     }
 
-    /// Drops the first `n` received bytes.
+    /// Consumes the first `n` unconsumed bytes; their room will be reused.
     pub fn discard(&mut self, n: usize) {
-        let n = n.min(self.filled);
-        self.filled -= n;
-        self.buf.advance(n);
-        self.release_if_oversized();
+        self.start += n.min(self.end - self.start);
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+            self.release_if_oversized();
+        }
     }
 
     /// Once a large frame has left, drops the buffer that held it rather than keeping
     /// it for an ordinary stream.
     fn release_if_oversized(&mut self) {
-        if self.filled == 0 && self.buf.capacity() > RELEASE_ABOVE {
+        if self.start == self.end && self.buf.capacity() > RELEASE_ABOVE {
             self.buf = BytesMut::new();
+            self.start = 0;
+            self.end = 0;
         }
     }
 
-    /// Makes at least `chunk` bytes of zeroed room after the received bytes, growing
-    /// with them so a large frame is assembled in O(its size) copies.
+    /// Makes room after the unconsumed bytes: first by moving them to the front over
+    /// consumed ones (a copy of less than a frame, no zeroing), otherwise by growing the
+    /// buffer with zeroed room, in step with the bytes held so a large frame is
+    /// assembled in O(its size) copies.
     fn make_room(&mut self) {
-        self.buf.truncate(self.filled);
-        let ceiling = self.limit.saturating_sub(self.filled).max(MIN_CHUNK);
-        let want = self.chunk.max(self.filled).min(ceiling);
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+            if self.buf.len() - self.end >= self.chunk / 2 {
+                return;
+            }
+        }
+        self.buf.truncate(self.end);
+        let ceiling = self.limit.saturating_sub(self.end).max(MIN_CHUNK);
+        let want = self.chunk.max(self.end).min(ceiling);
         self.buf.reserve(want);
-        self.buf.resize(self.filled + want, 0);
+        self.buf.resize(self.end + want, 0);
     }
 }
 

@@ -139,8 +139,6 @@ impl Server {
                     return;
                 }
             };
-            let frames = conn.input.split(run.len);
-            conn.input.discard(run.skip);
             if let Some(error) = run.oversize {
                 debug!("{}: skipping oversized frame: {error}", conn.peer);
                 self.stats.oversized += 1;
@@ -150,7 +148,12 @@ impl Server {
                 completed = true;
                 trace!("{}: {} frame(s), {} bytes", conn.peer, run.frames, run.len);
                 self.stats.frames_in += run.frames as u64;
-                self.deliver(key, frames, run.frames as u64);
+                self.deliver(key, run.len, run.frames as u64);
+            }
+            // The frames are consumed now; what follows them is to be discarded.
+            match self.conns.get_mut(key) {
+                Some(conn) if conn.phase == Phase::Open => conn.input.discard(run.skip),
+                _ => return,
             }
         }
         let now = self.now;
@@ -175,10 +178,37 @@ impl Server {
         }
     }
 
-    /// Queues a run of `count` frames from connection `from` for the audience the mode
-    /// names: one refcounted `Bytes`, shared by every recipient.
-    fn deliver(&mut self, from: usize, frames: Bytes, count: u64) {
+    /// Hands a run of `count` frames — the first `len` bytes of `from`'s input — to the
+    /// audience the mode names. When the sender is the only recipient and nothing is
+    /// queued ahead, they are written straight from the read buffer (no `Bytes`, no
+    /// refcount, and the buffer's room is reused without zeroing); otherwise, and for
+    /// whatever that write leaves, they become one refcounted `Bytes` shared by every
+    /// recipient.
+    fn deliver(&mut self, from: usize, len: usize, count: u64) {
         let audience = self.config.mode.audience(self.config.echo_self);
+        let Some(conn) = self.conns.get_mut(from) else {
+            return;
+        };
+        let mut len = len;
+        if audience.sender && !audience.others && conn.output.is_empty() {
+            match conn.write_through(len) {
+                Ok(written) => {
+                    self.stats.bytes_out += written as u64;
+                    if written > 0 {
+                        conn.clock.last_frame = self.now;
+                    }
+                    len -= written;
+                }
+                Err(e) => {
+                    self.close(from, &e);
+                    return;
+                }
+            }
+            if len == 0 {
+                return;
+            }
+        }
+        let frames = conn.input.split(len);
         if audience.others {
             self.fan_out(from, &frames, count);
         }
