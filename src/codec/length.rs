@@ -87,20 +87,54 @@ impl LengthCodec {
         u64::MAX >> (64 - 8 * self.width as u32)
     }
 
-    /// Reads the header at the front of `buf`, which holds at least `width` bytes.
-    fn declared_len(&self, buf: &[u8]) -> u64 {
-        let mut raw = [0u8; 8];
-        let header = &buf[..self.width];
-        match self.endian {
-            Endian::Big => {
-                raw[8 - self.width..].copy_from_slice(header);
-                u64::from_be_bytes(raw)
-            }
-            Endian::Little => {
-                raw[..self.width].copy_from_slice(header);
-                u64::from_le_bytes(raw)
-            }
+    /// Reads the header at the front of `b`, which holds at least `width` bytes. Each
+    /// width is a fixed-size load: a variable-length copy would cost a `memcpy` call
+    /// per frame (2-3x slower in `benches/codec.rs`).
+    #[inline]
+    fn declared_len(&self, b: &[u8]) -> u64 {
+        // `None` cannot happen (the caller checked the length); 0 keeps it panic-free.
+        match (self.width, self.endian) {
+            (1, _) => b.first().map_or(0, |&h| u64::from(h)),
+            (2, Endian::Big) => b
+                .first_chunk()
+                .map_or(0, |h| u64::from(u16::from_be_bytes(*h))),
+            (2, Endian::Little) => b
+                .first_chunk()
+                .map_or(0, |h| u64::from(u16::from_le_bytes(*h))),
+            (4, Endian::Big) => b
+                .first_chunk()
+                .map_or(0, |h| u64::from(u32::from_be_bytes(*h))),
+            (4, Endian::Little) => b
+                .first_chunk()
+                .map_or(0, |h| u64::from(u32::from_le_bytes(*h))),
+            (_, Endian::Big) => b.first_chunk().map_or(0, |h| u64::from_be_bytes(*h)),
+            (_, Endian::Little) => b.first_chunk().map_or(0, |h| u64::from_le_bytes(*h)),
         }
+    }
+
+    /// The complete frames at the front of `buf`: their total length and count. The
+    /// reactor's hot loop, one header read and two comparisons per frame; it stops at
+    /// the first incomplete or oversized frame, which [`Decoder::decode`] then handles.
+    #[inline]
+    pub fn complete_prefix(&self, buf: &[u8]) -> (usize, usize) {
+        if self.discard > 0 {
+            return (0, 0);
+        }
+        let (mut at, mut frames) = (0, 0);
+        while let Some(header) = buf.get(at..at + self.width) {
+            let len = self.declared_len(header);
+            if len > self.max_frame as u64 {
+                break;
+            }
+            // `len <= max_frame` and `at + width <= buf.len()`: no overflow.
+            let next = at + self.width + len as usize;
+            if next > buf.len() {
+                break;
+            }
+            at = next;
+            frames += 1;
+        }
+        (at, frames)
     }
 }
 

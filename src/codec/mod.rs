@@ -206,7 +206,14 @@ impl Codec {
     /// As [`Decoder::decode`], only when the very first frame is bad.
     pub fn scan(&mut self, buf: &[u8]) -> Result<Run, FrameError> {
         match self {
-            Codec::Length(c) => scan(c, buf),
+            Codec::Length(c) => match c.complete_prefix(buf) {
+                (_, 0) => scan(c, buf),
+                (len, frames) => Ok(Run {
+                    len,
+                    frames,
+                    ..Run::default()
+                }),
+            },
             Codec::Line(c) => scan(c, buf),
             Codec::Fixed(c) => scan(c, buf),
             Codec::Raw(c) => scan(c, buf),
