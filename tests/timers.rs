@@ -24,12 +24,13 @@ fn trickle(stream: &mut TcpStream, bytes: &[u8], gap: Duration) -> usize {
 
 #[test]
 fn idle_connection_is_closed_and_a_busy_one_is_not() {
-    let daemon = Daemon::start(&["--idle-timeout", "400ms"]);
+    let daemon = Daemon::start(&["--idle-timeout", "1s"]);
     let mut idle = daemon.connect();
     let mut busy = daemon.connect();
     let start = Instant::now();
-    // The busy client exchanges a frame every 100 ms for well past the idle timeout.
-    while start.elapsed() < Duration::from_millis(1200) {
+    // The busy client exchanges a frame every 100 ms for well past the idle timeout
+    // (ten times the interval, so a loaded test machine does not make it look idle).
+    while start.elapsed() < Duration::from_millis(2500) {
         echo_roundtrip(&mut busy, &frame_u32be(b"ping"));
         thread::sleep(Duration::from_millis(100));
     }

@@ -7,11 +7,12 @@
 //!    does before it sleeps), and drop the connections closed during the turn;
 //! 2. poll, blocking only until the next deadline and only if no connection is still
 //!    ready;
-//! 3. mark what the events say is ready; close connections whose deadline passed;
-//!    accept new connections, a bounded batch per listener;
+//! 3. mark what the events say is ready; accept new connections, a bounded batch per
+//!    listener;
 //! 4. read each ready connection until `WouldBlock` or its byte budget, handing every
 //!    run of complete frames to the mode. A connection stopped by its budget or by
-//!    backpressure remembers that its socket is still readable.
+//!    backpressure remembers that its socket is still readable;
+//! 5. close connections whose deadline has passed.
 //!
 //! The parts: [`accept`](self) admits connections, `serve` is the data path (read,
 //! frame, deliver, flush, close), `timers` the deadlines.
@@ -318,9 +319,10 @@ impl Server {
                     }
                 }
             }
-            self.expire_timers();
             self.accept_ready();
             self.serve_ready();
+            // After reading, so a frame that arrived with this wake-up counts as activity.
+            self.expire_timers();
         }
     }
 
