@@ -117,13 +117,21 @@ impl Decoder for LineCodec {
 }
 
 impl Encoder for LineCodec {
+    /// Appends `payload` and `\n`, or `\r\n` when the payload itself ends in `\r` (a
+    /// bare `\n` would make that `\r` read as half of the delimiter, so the payload
+    /// would not survive the round trip).
     fn encode(&self, payload: &[u8], dst: &mut BytesMut) -> Result<(), FrameError> {
         if memchr::memchr(b'\n', payload).is_some() {
             return Err(FrameError::DelimiterInPayload);
         }
-        dst.reserve(payload.len() + 1);
+        let delimiter: &[u8] = if payload.ends_with(b"\r") {
+            b"\r\n"
+        } else {
+            b"\n"
+        };
+        dst.reserve(payload.len() + delimiter.len());
         dst.put_slice(payload);
-        dst.put_u8(b'\n');
+        dst.put_slice(delimiter);
         Ok(())
     }
 }
@@ -198,5 +206,17 @@ mod tests {
             c.encode(b"a\nb", &mut dst),
             Err(FrameError::DelimiterInPayload)
         );
+    }
+
+    #[test]
+    fn payload_ending_in_cr_survives_the_round_trip() {
+        // Found by the `line` fuzz target: `\r` + `\n` decoded as an empty payload.
+        let mut c = LineCodec::new(16, Oversize::Close);
+        for payload in [&b"\r"[..], b"a\r", b"\r\r"] {
+            let mut wire = BytesMut::new();
+            c.encode(payload, &mut wire).unwrap();
+            let frame = decode_frame(&mut c, &mut wire).unwrap().unwrap();
+            assert_eq!(strip_delimiter(&frame), payload);
+        }
     }
 }

@@ -18,7 +18,7 @@ fn framing_and_payloads() -> impl Strategy<Value = (Framing, Vec<Vec<u8>>)> {
             .prop_map(move |p| (Framing::Length { width, endian }, p))
     };
     let line_payload = prop::collection::vec(
-        any::<u8>().prop_filter("no delimiter", |b| *b != b'\n' && *b != b'\r'),
+        any::<u8>().prop_filter("no delimiter", |b| *b != b'\n'),
         0..MAX_FRAME,
     );
     prop_oneof![
@@ -156,7 +156,11 @@ proptest! {
             for frame in frames {
                 let mut again = BytesMut::new();
                 codec.encode(codec.payload(&frame), &mut again).unwrap();
-                if framing != Framing::Line || !frame.ends_with(b"\r\n") {
+                // A CRLF line re-encodes with a bare LF unless its payload ends in CR.
+                let lf_for_crlf = framing == Framing::Line
+                    && frame.ends_with(b"\r\n")
+                    && !codec.payload(&frame).ends_with(b"\r");
+                if !lf_for_crlf {
                     prop_assert_eq!(&again[..], &frame[..]);
                 }
             }
