@@ -3,7 +3,8 @@
 # tokio reference echo server, server pinned to CPU 0 and framecast-bench to CPU 1, for
 # the standard scenarios (512-byte messages; 50 connections at depth 1, 16 and 256; one
 # connection at depth 1), each run RUNS times, medians printed in one table; and the
-# loopback round-trip floor from sockperf, if installed.
+# loopback round-trip floor from sockperf, if installed. Then broadcast 1 -> 100 against
+# ncat --broker, if installed.
 #
 #   benches/compare.sh                      # RUNS=3 DURATION=5 WARMUP=1
 #   RUNS=5 DURATION=10 benches/compare.sh
@@ -56,6 +57,8 @@ start_server() {
     framecast-u32be) taskset -c "$SERVER_CPU" "$FRAMECAST" --listen "127.0.0.1:$port" --framing u32be >"$WORK/server.out" 2>&1 & ;;
     framecast-raw) taskset -c "$SERVER_CPU" "$FRAMECAST" --listen "127.0.0.1:$port" --framing raw >"$WORK/server.out" 2>&1 & ;;
     tokio-echo) taskset -c "$SERVER_CPU" "$TOKIO_ECHO" "127.0.0.1:$port" >"$WORK/server.out" 2>&1 & ;;
+    framecast-broadcast) taskset -c "$SERVER_CPU" "$FRAMECAST" --listen "127.0.0.1:$port" --mode broadcast >"$WORK/server.out" 2>&1 & ;;
+    ncat-broker) taskset -c "$SERVER_CPU" ncat --broker --max-conns 1000 -l 127.0.0.1 "$port" >"$WORK/server.out" 2>&1 & ;;
     sockperf) taskset -c "$SERVER_CPU" sockperf server --tcp -i 127.0.0.1 -p "$port" >"$WORK/server.out" 2>&1 & ;;
   esac
   SERVER_PID=$!
@@ -85,31 +88,51 @@ SERVERS=(framecast-u32be framecast-raw)
 
 printf '%-15s %-16s %12s %9s %9s %9s %10s %10s %6s\n' scenario server frames/s "MB/s" "p50 µs" "p99 µs" "srv µs/f" "bench µs/f" errors
 declare -A CPU
+# run_bench SERVER LABEL FLAGS...: one run against a fresh server; appends a line of
+# figures to $WORK/runs.SERVER.
+run_bench() {
+  local server=$1 label=$2
+  shift 2
+  local framing=u32be port json
+  # Raw servers get fixed-size messages; ncat relays raw bytes but carries u32be frames.
+  case $server in framecast-raw | tokio-echo) framing=raw ;; esac
+  port=$(free_port)
+  start_server "$server" "$port"
+  json=$(timeout "$LIMIT" taskset -c "$BENCH_CPU" "$BENCH" "127.0.0.1:$port" "$@" \
+    --framing "$framing" --duration "$DURATION" --warmup "$WARMUP" --server-pid "$SERVER_PID" --json \
+    2>"$WORK/bench.err") || true
+  stop_server
+  if [[ -z "$json" ]]; then
+    echo "run failed: $label $server: $(tail -1 "$WORK/bench.err")" >&2
+    return 0
+  fi
+  echo "$(field "$json" frames_per_s) $(field "$json" mb_in_per_s) $(field "$json" p50) $(field "$json" p99) $(field "$json" server_us_per_frame) $(field "$json" bench_us_per_frame) $(field "$json" total)" >>"$WORK/runs.$server"
+}
+
+# report LABEL SERVER: the medians of the runs of SERVER, one table row.
+report() {
+  local label=$1 server=$2 rate mb p50 p99 srv bench errors
+  col() { awk -v c="$1" '{print $c}' "$WORK/runs.$server" | median; }
+  rate=$(col 1) mb=$(col 2) p50=$(col 3) p99=$(col 4) srv=$(col 5) bench=$(col 6)
+  errors=$(awk '{s+=$7} END {print s+0}' "$WORK/runs.$server")
+  CPU["$label/$server"]=$srv
+  printf '%-15s %-16s %12.0f %9.1f %9.1f %9.1f %10.3f %10.3f %6s\n' "$label" "$server" "$rate" "$mb" "$p50" "$p99" "$srv" "$bench" "$errors"
+}
+
+# Runs alternate between servers (run 1 of each, then run 2 of each...), so drift in
+# the machine's load spreads over all of them rather than favouring one.
 for scenario in "${SCENARIOS[@]}"; do
   label=${scenario%%|*}
   flags=${scenario#*|}
-  for server in "${SERVERS[@]}"; do
-    framing=u32be
-    [[ $server == framecast-u32be ]] || framing=raw
-    : >"$WORK/runs"
-    for _ in $(seq "$RUNS"); do
-      port=$(free_port)
-      start_server "$server" "$port"
+  rm -f "$WORK"/runs.*
+  for _ in $(seq "$RUNS"); do
+    for server in "${SERVERS[@]}"; do
       # shellcheck disable=SC2086 # flags are words on purpose
-      json=$(timeout "$LIMIT" taskset -c "$BENCH_CPU" "$BENCH" "127.0.0.1:$port" $flags --size 512 \
-        --framing "$framing" --duration "$DURATION" --warmup "$WARMUP" --server-pid "$SERVER_PID" --json \
-        2>"$WORK/bench.err") || true
-      stop_server
-      if [[ -z "$json" ]]; then
-        echo "run failed: $label $server: $(tail -1 "$WORK/bench.err")" >&2
-        continue
-      fi
-      echo "$(field "$json" frames_per_s) $(field "$json" mb_in_per_s) $(field "$json" p50) $(field "$json" p99) $(field "$json" server_us_per_frame) $(field "$json" bench_us_per_frame) $(field "$json" total)" >>"$WORK/runs"
+      run_bench "$server" "$label" $flags --size 512
     done
-    col() { awk -v c="$1" '{print $c}' "$WORK/runs" | median; }
-    rate=$(col 1) mb=$(col 2) p50=$(col 3) p99=$(col 4) srv=$(col 5) bench=$(col 6) errors=$(awk '{s+=$7} END {print s+0}' "$WORK/runs")
-    CPU["$label/$server"]=$srv
-    printf '%-15s %-16s %12.0f %9.1f %9.1f %9.1f %10.3f %10.3f %6s\n' "$label" "$server" "$rate" "$mb" "$p50" "$p99" "$srv" "$bench" "$errors"
+  done
+  for server in "${SERVERS[@]}"; do
+    report "$label" "$server"
   done
 done
 
@@ -124,6 +147,23 @@ if [[ -n "$TOKIO_ECHO" ]]; then
     done
   done
 fi
+
+# Broadcast, one publisher to 100 subscribers, 128-byte frames, the publisher at most 16
+# frames ahead of its slowest subscriber: framecast --mode broadcast against ncat --broker
+# (a raw relay), if installed. Frames/s here are deliveries; µs/f is per delivery.
+echo
+BROADCAST_SERVERS=(framecast-broadcast)
+command -v ncat >/dev/null && BROADCAST_SERVERS+=(ncat-broker)
+rm -f "$WORK"/runs.*
+for _ in $(seq "$RUNS"); do
+  for server in "${BROADCAST_SERVERS[@]}"; do
+    run_bench "$server" "bcast 1->100" --scenario broadcast --publishers 1 --subscribers 100 --depth 16 --size 128
+  done
+done
+for server in "${BROADCAST_SERVERS[@]}"; do
+  report "bcast 1->100" "$server"
+done
+command -v ncat >/dev/null || echo "ncat not installed (apt-get install ncat): no ncat --broker row"
 
 echo
 if command -v sockperf >/dev/null; then

@@ -16,7 +16,7 @@ use super::{interrupted, would_block, Server};
 use crate::mode::{Offer, SlowConsumer};
 
 /// Bytes read from one connection per loop turn before the others get their turn, so a
-/// flooding client cannot starve the rest (four full 64 KiB reads).
+/// flooding client cannot starve the rest (one read of the largest room).
 pub(super) const READ_BUDGET: usize = 256 << 10;
 /// How long a closing connection may keep sending after our side has shut down, before
 /// it is closed anyway.
