@@ -21,6 +21,8 @@ pub(super) const READ_BUDGET: usize = 256 << 10;
 /// How long a closing connection may keep sending after our side has shut down, before
 /// it is closed anyway.
 const LINGER: Duration = Duration::from_secs(2);
+/// Stale timer entries tolerated beyond twice the live connections before a sweep.
+const STALE_TIMERS_SLACK: usize = 1024;
 
 impl Server {
     /// Reads every connection on the ready list once, up to its budget.
@@ -377,14 +379,27 @@ impl Server {
         }
     }
 
-    /// Deregisters and drops the connections closed this turn.
+    /// Deregisters and drops the connections closed this turn; sweeps their timer
+    /// entries once stale ones outnumber the live connections, so the heap stays
+    /// O(connections) whatever the churn.
     pub(super) fn reap(&mut self) {
+        if self.closed.is_empty() {
+            return;
+        }
         for key in self.closed.drain(..) {
             if let Some(mut conn) = self.conns.try_remove(key) {
                 if let Err(e) = self.poll.registry().deregister(&mut conn.stream) {
                     debug!("{}: deregister: {e}", conn.peer);
                 }
             }
+        }
+        if self.timers.len() > 2 * self.conns.len() + STALE_TIMERS_SLACK {
+            let conns = &self.conns;
+            self.timers.retain(|when, key, serial| {
+                conns
+                    .get(key)
+                    .is_some_and(|c| c.serial == serial && c.clock.armed == Some(when))
+            });
         }
     }
 }

@@ -111,6 +111,19 @@ impl Timers {
         self.heap.peek().map(|Reverse((when, _, _))| *when)
     }
 
+    /// Entries held, stale ones included.
+    pub fn len(&self) -> usize {
+        self.heap.len()
+    }
+
+    /// Keeps only the entries `live` approves: stale entries (closed or re-armed
+    /// connections) otherwise stay until they come due, so a connect storm could pile
+    /// them up.
+    pub fn retain(&mut self, mut live: impl FnMut(Instant, usize, u64) -> bool) {
+        self.heap
+            .retain(|Reverse((when, key, serial))| live(*when, *key, *serial));
+    }
+
     /// Removes and returns the earliest entry if it is due at `now`.
     pub fn pop_due(&mut self, now: Instant) -> Option<(Instant, usize, u64)> {
         match self.heap.peek() {
@@ -166,5 +179,18 @@ mod tests {
         assert_eq!(timers.pop_due(t0 + 2 * SEC), Some((t0 + 2 * SEC, 3, 30)));
         assert_eq!(timers.pop_due(t0 + 2 * SEC), None);
         assert_eq!(timers.next(), Some(t0 + 3 * SEC));
+    }
+
+    #[test]
+    fn retain_drops_stale_entries() {
+        let t0 = Instant::now();
+        let mut timers = Timers::default();
+        for key in 0..10 {
+            timers.arm(t0 + key as u32 * SEC, key, 1);
+        }
+        timers.retain(|_, key, _| key % 2 == 0);
+        assert_eq!(timers.len(), 5);
+        assert_eq!(timers.pop_due(t0 + 100 * SEC), Some((t0, 0, 1)));
+        assert_eq!(timers.pop_due(t0 + 100 * SEC), Some((t0 + 2 * SEC, 2, 1)));
     }
 }
