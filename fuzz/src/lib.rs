@@ -28,12 +28,16 @@
 //!    again (errors leave the decoder unchanged); with [`Oversize::Skip`] no error at all,
 //!    and `Oversize`/`run.oversize` only ever appear under `Skip`.
 //! 3. After every read, each consumer holds at most `max_pending() + that read's length`
-//!    unconsumed bytes ("max frame + one read").
+//!    unconsumed bytes ("max frame + one read"); the read buffer holds exactly the stream
+//!    bytes not yet consumed, and a read that says it did not fill its room took all that
+//!    was offered (the reactor stops reading on such a read).
 //! 4. The three consumers agree after every read: same bytes consumed, same frames (the
 //!    reactor's runs tile the contract's frames exactly, with the same frame counts), same
-//!    discarded ranges, same oversized-frame starts, same error at the same offset.
-//! 5. The contract consumer's whole outcome equals a reference model computed on the
-//!    whole stream at once, independent of how the stream was chopped.
+//!    discarded ranges, same oversized-frame starts, same error at the same offset, same
+//!    `is_discarding()`.
+//! 5. The contract consumer's whole outcome (including whether the stream ends inside a
+//!    frame being discarded) equals a reference model computed on the whole stream at
+//!    once, independent of how the stream was chopped.
 //! 6. Every frame is well formed (payload within the maximum, no `\n` in a line payload,
 //!    fixed frames of exactly the size, raw frames not empty), re-encodes
 //!    (`encode(payload(frame))`) to the same bytes — a line ending `\r\n` re-encodes with
@@ -167,6 +171,9 @@ pub struct Outcome {
     pub error: Option<(usize, FrameError)>,
     /// Offset of the first byte not yet consumed.
     pub consumed: usize,
+    /// True when the stream ends inside an oversized frame being discarded, so no byte
+    /// of it is buffered (`Codec::is_discarding`).
+    pub discarding: bool,
 }
 
 impl Outcome {
@@ -265,7 +272,10 @@ impl Contract {
                     self.out.skip(n);
                 }
                 Ok(Decoded::Skip(n)) => self.out.skip(n),
-                Ok(Decoded::Incomplete) => return,
+                Ok(Decoded::Incomplete) => {
+                    self.out.discarding = self.codec.is_discarding();
+                    return;
+                }
                 Err(error) => {
                     assert_eq!(
                         case.oversize,
@@ -364,11 +374,18 @@ impl Reactor {
 
     /// One read from `chunk`; returns the stream range it delivered.
     fn read(&mut self, chunk: &mut &[u8], case: &Case<'_>) -> Range<usize> {
-        let n = self
+        let (n, filled) = self
             .input
             .read_from(chunk)
             .unwrap_or_else(|e| panic!("reading a slice failed: {e}\n{case:?}"));
         assert!(n > 0, "a read from a non-empty slice returned 0\n{case:?}");
+        // The reactor stops reading after a read that did not fill the room, trusting
+        // that it took everything the source held.
+        assert!(
+            filled || chunk.is_empty(),
+            "a read of {n} bytes said it did not fill the room, yet {} bytes were left\n{case:?}",
+            chunk.len()
+        );
         self.fed += n;
         self.fed - n..self.fed
     }
@@ -444,6 +461,14 @@ fn agree(contract: &Contract, by_frame: &ByFrame, reactor: &Reactor, read: usize
         (&reactor.out.skipped, &reactor.out.oversize),
         "the reactor discarded other bytes\n{case:?}"
     );
+    assert_eq!(
+        (
+            by_frame.codec.is_discarding(),
+            reactor.codec.is_discarding()
+        ),
+        (out.discarding, out.discarding),
+        "is_discarding differs (decode_frame, reactor)\n{case:?}"
+    );
     let frames: usize = reactor.runs.iter().map(|(_, n)| n).sum();
     assert_eq!(
         frames,
@@ -511,6 +536,7 @@ fn model(case: &Case<'_>, reads: &[Range<usize>]) -> Outcome {
                     break;
                 }
                 out.oversize.push(out.consumed);
+                out.discarding = width as u128 + len > rest.len() as u128;
                 out.skip((width as u128 + len).min(rest.len() as u128) as usize);
                 continue;
             }
@@ -547,6 +573,7 @@ fn model(case: &Case<'_>, reads: &[Range<usize>]) -> Outcome {
                 break;
             }
             out.oversize.push(out.consumed);
+            out.discarding = newline.is_none();
             out.skip(newline.map_or(rest.len(), |i| i + 1));
         },
         Framing::Fixed(size) => {
