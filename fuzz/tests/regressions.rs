@@ -1,8 +1,5 @@
 //! Replays every saved input under `regressions/<target>/` through the harness, without
 //! libFuzzer, and pins the findings as plain unit tests.
-//!
-//! `cargo test` here passes with the known findings exempted; `cargo test --features
-//! strict` is what must pass once the codec is fixed.
 
 use std::fs;
 use std::path::Path;
@@ -37,12 +34,8 @@ fn saved_inputs_pass_the_harness() {
     assert!(replayed > 0, "no saved inputs under {}", root.display());
 }
 
-/// Finding 1: the minimized fuzz input is the stream `\r\r\n`.
+/// Finding 1 (fixed in 690da2e): the minimized fuzz input is the stream `\r\r\n`.
 #[test]
-#[cfg_attr(
-    not(feature = "strict"),
-    ignore = "finding 1 (README): a line payload ending in \\r does not round-trip"
-)]
 fn line_payload_ending_in_cr_round_trips() {
     let mut codec = Codec::with_oversize(Framing::Line, 16, Oversize::Close);
     let mut wire = BytesMut::new();
