@@ -1,7 +1,8 @@
 //! framecast-bench against real servers over loopback: the daemon (no errors, every
 //! framing, both loop shapes), a server that corrupts and drops frames (errors counted,
 //! exit code 3), a small broadcast relay, a refused connection and a server that dies
-//! mid-run (exit code 1). Runs are short and bounded; no timing is asserted.
+//! mid-run (exit code 1), Ctrl-C (a summary of the window so far, exit code 130).
+//! Runs are short and bounded; no timing is asserted.
 
 mod common;
 
@@ -462,4 +463,114 @@ fn payloads_too_small_for_the_integrity_header_are_a_usage_error() {
     let run = run_bench(&["no-such-host.invalid:1"]);
     assert_eq!(run.code, Some(2), "{}", run.stderr);
     assert!(run.stderr.contains("[ADDR]"), "{}", run.stderr);
+}
+
+#[test]
+fn ctrl_c_ends_the_run_early_with_a_summary_of_what_was_measured() {
+    let daemon = Daemon::start(&[]);
+    let addr = daemon.addr.to_string();
+    let mut sent = false;
+    let run = run_bench_with(
+        &[
+            &addr,
+            "--json",
+            "--duration",
+            "60",
+            "--warmup",
+            "0.2",
+            "-c",
+            "10",
+            "-d",
+            "8",
+        ],
+        |line, bench_pid| {
+            // The first progress line comes a second in: measuring has begun.
+            if !sent && line.contains("connections up") {
+                sent = true;
+                signal("INT", &[bench_pid]);
+            }
+        },
+    );
+    assert!(sent, "{}", run.stderr);
+    assert_eq!(run.code, Some(130), "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("\"interrupted\":true"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.number("frames_received") > 0.0, "{}", run.stdout);
+    assert_eq!(
+        run.number("total"),
+        0.0,
+        "nothing in flight is lost: {}",
+        run.stdout
+    );
+    let measured = run.number("duration_s");
+    assert!(measured > 0.0 && measured < 30.0, "{}", run.stdout);
+}
+
+#[test]
+fn ctrl_c_while_connecting_stops_before_any_load() {
+    let daemon = Daemon::start(&[]);
+    let addr = daemon.addr.to_string();
+    let mut sent = false;
+    // 100 connections at 4 per second would take 25 s to open.
+    let run = run_bench_with(
+        &[&addr, "--json", "--connect-rate", "4", "-c", "100"],
+        |line, bench_pid| {
+            if !sent && line.contains("connecting:") {
+                sent = true;
+                signal("INT", &[bench_pid]);
+            }
+        },
+    );
+    assert!(sent, "{}", run.stderr);
+    assert_eq!(run.code, Some(130), "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("interrupted while connecting"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stdout.is_empty(),
+        "no summary of nothing: {}",
+        run.stdout
+    );
+}
+
+#[test]
+fn a_second_ctrl_c_exits_at_once() {
+    // A server that accepts and never answers: after the first signal the bench would
+    // wait out its drain and report every frame unanswered (exit 3); the second
+    // signal cuts that short, with no summary.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    thread::spawn(move || {
+        let held: Vec<TcpStream> = listener.incoming().map_while(Result::ok).collect();
+        drop(held);
+    });
+    let mut sent = false;
+    let run = run_bench_with(
+        &[
+            &addr,
+            "--json",
+            "--duration",
+            "60",
+            "--warmup",
+            "0",
+            "-c",
+            "2",
+        ],
+        |line, bench_pid| {
+            if !sent && line.contains("connections up") {
+                sent = true;
+                signal("INT", &[bench_pid]);
+                thread::sleep(std::time::Duration::from_millis(200));
+                signal("INT", &[bench_pid]);
+            }
+        },
+    );
+    assert!(sent, "{}", run.stderr);
+    assert_eq!(run.code, Some(130), "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stdout.is_empty(), "{}", run.stdout);
 }

@@ -25,7 +25,9 @@
 //! 3. At the end, stop sending and drain until nothing arrives for [`DRAIN`] (time the
 //!    bench itself was stalled does not count); what has not come back
 //!    by then is unanswered. Meanwhile this thread prints a progress line each second
-//!    and reads CPU times at the start and end of the measured window.
+//!    and reads CPU times at the start and end of the measured window. An interrupt
+//!    (Ctrl-C) moves the end to the moment this thread sees it: the workers stop
+//!    sending and drain, and the report covers the shorter window.
 
 pub mod config;
 mod conn;
@@ -39,6 +41,7 @@ mod worker;
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, TcpStream as StdTcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -53,7 +56,7 @@ use crate::config::Framing;
 use conn::{Conn, Role};
 use payload::Pattern;
 use stats::{Progress, ProgressTotals, Stats};
-use worker::{Board, Plan, Worker, WAKER};
+use worker::{Board, Plan, Worker, NOT_CUT, WAKER};
 
 /// At the end, how long without a single frame arriving before frames still in flight
 /// count as unanswered. Only time the bench was running counts, in steps of at most
@@ -68,6 +71,8 @@ pub const MAX_DRAIN: Duration = Duration::from_secs(30);
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Interval of the progress line.
 pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
+/// Longest a paced connect waits before it looks at the interrupt flag again.
+const INTERRUPT_CHECK: Duration = Duration::from_millis(50);
 
 /// A run that could not start.
 #[derive(Debug)]
@@ -85,6 +90,11 @@ pub enum RunError {
     },
     /// An event loop could not be set up.
     Setup(io::Error),
+    /// Interrupted (Ctrl-C) while connecting, before any load was sent.
+    Interrupted {
+        /// Connections established by then.
+        established: usize,
+    },
 }
 
 impl fmt::Display for RunError {
@@ -109,6 +119,10 @@ impl fmt::Display for RunError {
                 established + 1
             ),
             RunError::Setup(e) => write!(f, "cannot set up the event loop: {e}"),
+            RunError::Interrupted { established } => write!(
+                f,
+                "interrupted while connecting ({established} connection(s) established); nothing was measured"
+            ),
         }
     }
 }
@@ -118,6 +132,7 @@ impl std::error::Error for RunError {
         match self {
             RunError::Config(e) => Some(e),
             RunError::Connect { source, .. } | RunError::Setup(source) => Some(source),
+            RunError::Interrupted { .. } => None,
         }
     }
 }
@@ -129,16 +144,23 @@ impl From<ConfigError> for RunError {
 }
 
 /// Runs the benchmark `config` describes, calling `progress` with a line of text about
-/// once a second, and returns the report.
+/// once a second, and returns the report. Once `interrupt` turns true (a signal
+/// handler sets it), the run ends early as if its duration were up: sending stops,
+/// frames in flight are drained, and the report covers the window measured so far.
 ///
 /// # Errors
-/// [`RunError`] if the configuration is invalid, a connection cannot be established or
-/// an event loop cannot be created. Trouble once the run is under way (the server
-/// closing connections, corrupting or losing frames) is in the report instead.
-pub fn run(config: &BenchConfig, progress: &mut dyn FnMut(&str)) -> Result<Report, RunError> {
+/// [`RunError`] if the configuration is invalid, a connection cannot be established, an
+/// event loop cannot be created, or `interrupt` turns true while connecting. Trouble
+/// once the run is under way (the server closing connections, corrupting or losing
+/// frames) is in the report instead.
+pub fn run(
+    config: &BenchConfig,
+    progress: &mut dyn FnMut(&str),
+    interrupt: &AtomicBool,
+) -> Result<Report, RunError> {
     config.validate()?;
     let threads = config.effective_threads();
-    let streams = connect_all(config, progress)?;
+    let streams = connect_all(config, progress, interrupt)?;
 
     let mut polls = Vec::with_capacity(threads);
     let mut wakers = Vec::with_capacity(threads);
@@ -213,7 +235,12 @@ pub fn run(config: &BenchConfig, progress: &mut dyn FnMut(&str)) -> Result<Repor
                 .iter()
                 .any(|h| h.as_ref().is_ok_and(|h| !h.is_finished()));
             let now = Instant::now();
-            if window_start.is_none() && (now >= warm_end || !running) {
+            // A signal after the planned end changes nothing: the drain is under way.
+            if interrupt.load(Ordering::Relaxed) && !plan.is_cut() && now < plan.end() {
+                plan.cut_at(now);
+            }
+            let end = plan.end();
+            if window_start.is_none() && (now >= warm_end.min(end) || !running) {
                 window_start = Some((
                     cpu::process_time(None).ok(),
                     config
@@ -307,7 +334,8 @@ pub fn run(config: &BenchConfig, progress: &mut dyn FnMut(&str)) -> Result<Repor
         None
     };
     let (cpu_start_bench, cpu_start_server) = window_start.unwrap_or((bench_at_start, None));
-    let (measured_end, cpu_end_bench, cpu_end_server) = window_end.unwrap_or((end, None, None));
+    let (measured_end, cpu_end_bench, cpu_end_server) =
+        window_end.unwrap_or((plan.end(), None, None));
     let measured = measured_end.saturating_duration_since(warm_end);
     let diff = |a: Option<Duration>, b: Option<Duration>| match (a, b) {
         (Some(a), Some(b)) => Some(b.saturating_sub(a)),
@@ -320,6 +348,7 @@ pub fn run(config: &BenchConfig, progress: &mut dyn FnMut(&str)) -> Result<Repor
         bench_cpu: diff(cpu_start_bench, cpu_end_bench),
         server_cpu: diff(cpu_start_server, cpu_end_server),
         aborted,
+        interrupted: plan.is_cut(),
     })
 }
 
@@ -359,8 +388,8 @@ fn plan(
         threads,
         epoch,
         warm_end,
-        end,
-        drain_limit: end + MAX_DRAIN,
+        planned_end: end,
+        cut: AtomicU64::new(NOT_CUT),
     }
 }
 
@@ -368,6 +397,7 @@ fn plan(
 fn connect_all(
     config: &BenchConfig,
     progress: &mut dyn FnMut(&str),
+    interrupt: &AtomicBool,
 ) -> Result<Vec<(u32, Role, StdTcpStream)>, RunError> {
     let order: Vec<(u32, Role)> = match config.scenario {
         Scenario::Echo { connections } => {
@@ -390,7 +420,15 @@ fn connect_all(
     for (n, (id, role)) in order.into_iter().enumerate() {
         if let Some(rate) = config.connect_rate {
             let due = started + Duration::from_secs_f64(n as f64 / rate);
-            thread::sleep(due.saturating_duration_since(Instant::now()));
+            while !interrupt.load(Ordering::Relaxed) && Instant::now() < due {
+                thread::sleep(
+                    due.saturating_duration_since(Instant::now())
+                        .min(INTERRUPT_CHECK),
+                );
+            }
+        }
+        if interrupt.load(Ordering::Relaxed) {
+            return Err(RunError::Interrupted { established: n });
         }
         let failed = |source| RunError::Connect {
             addr: config.target,

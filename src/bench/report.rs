@@ -26,6 +26,9 @@ pub enum Status {
     Errors,
     /// The run could not complete: every connection was lost.
     Aborted,
+    /// Interrupted (Ctrl-C) before its end, without errors: the figures cover a
+    /// shorter window than asked.
+    Interrupted,
 }
 
 /// The figures of a finished run and the configuration that produced them.
@@ -43,6 +46,8 @@ pub struct Report {
     pub server_cpu: Option<Duration>,
     /// Why the run was cut short, if it was.
     pub aborted: Option<String>,
+    /// Whether a signal ended the run before its duration was up.
+    pub interrupted: bool,
 }
 
 impl Report {
@@ -52,6 +57,8 @@ impl Report {
             Status::Aborted
         } else if self.stats.errors() > 0 {
             Status::Errors
+        } else if self.interrupted {
+            Status::Interrupted
         } else {
             Status::Clean
         }
@@ -192,6 +199,13 @@ impl Report {
         if let Some(why) = &self.aborted {
             let _ = writeln!(out, "  aborted   {why}");
         }
+        if self.interrupted {
+            let _ = writeln!(
+                out,
+                "  interrupted by a signal: the figures cover the {:.2} s measured until then",
+                self.measured.as_secs_f64()
+            );
+        }
         out
     }
 
@@ -263,7 +277,7 @@ impl Report {
                 "\"connections_failed\":{},\"connections_closed\":{},\"io\":{}}},",
                 "\"cpu\":{{\"bench_s\":{},\"bench_us_per_frame\":{},\"server_pid\":{},",
                 "\"server_s\":{},\"server_us_per_frame\":{}}},",
-                "\"aborted\":{}}}"
+                "\"interrupted\":{},\"aborted\":{}}}"
             ),
             c.scenario.name(),
             c.target,
@@ -303,6 +317,7 @@ impl Report {
                 .map_or_else(|| "null".to_owned(), |p| p.to_string()),
             json_num(self.server_cpu.map(|d| d.as_secs_f64())),
             json_num(self.server_us_per_frame()),
+            self.interrupted,
             self.aborted
                 .as_deref()
                 .map_or_else(|| "null".to_owned(), json_string),
@@ -418,6 +433,7 @@ mod tests {
             bench_cpu: Some(Duration::from_millis(1500)),
             server_cpu: Some(Duration::from_secs(2)),
             aborted: None,
+            interrupted: false,
         }
     }
 
@@ -458,6 +474,24 @@ mod tests {
     }
 
     #[test]
+    fn an_interrupted_run_says_so_and_errors_still_come_first() {
+        let mut r = report();
+        assert!(!r.text().contains("interrupted"));
+        assert!(r.json().contains("\"interrupted\":false,"));
+        r.interrupted = true;
+        r.measured = Duration::from_millis(3250);
+        assert_eq!(r.status(), Status::Interrupted);
+        let text = r.text();
+        assert!(
+            text.contains("interrupted by a signal: the figures cover the 3.25 s"),
+            "{text}"
+        );
+        assert!(r.json().contains("\"interrupted\":true,\"aborted\":null}"));
+        r.stats.integrity.lost = 1;
+        assert_eq!(r.status(), Status::Errors);
+    }
+
+    #[test]
     fn json_is_one_object_with_the_figures() {
         let json = report().json();
         assert!(json.starts_with('{') && json.ends_with('}'), "{json}");
@@ -467,7 +501,10 @@ mod tests {
         assert!(json.contains("\"p99_9\":"), "{json}");
         assert!(json.contains("\"server_us_per_frame\":1}"), "{json}");
         assert!(json.contains("\"depth\":1,\"rate\":null"), "{json}");
-        assert!(json.contains("\"aborted\":null}"), "{json}");
+        assert!(
+            json.contains("\"interrupted\":false,\"aborted\":null}"),
+            "{json}"
+        );
         let braces = json.matches('{').count();
         assert_eq!(braces, json.matches('}').count());
     }

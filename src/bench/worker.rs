@@ -22,7 +22,7 @@ use super::config::{Load, SizeRange};
 use super::conn::{Closed, Conn, ReadEnd, Role};
 use super::payload::Pattern;
 use super::stats::{Progress, Stats};
-use super::{DRAIN, DRAIN_STEP};
+use super::{DRAIN, DRAIN_STEP, MAX_DRAIN};
 use crate::codec::Codec;
 
 /// Token of the thread's waker, outside the connection indices.
@@ -51,6 +51,11 @@ const FINE_STEP: Duration = Duration::from_micros(50);
 const WINDOW_RECHECK: Duration = Duration::from_millis(10);
 /// "No receiver in this thread has heard from this publisher yet."
 const NO_ACK: u64 = u64::MAX;
+/// Longest a thread blocks while sending, so it sees an interruption (a cut-off the
+/// main thread sets) soon even when no event comes.
+const CUT_CHECK: Duration = Duration::from_millis(100);
+/// [`Plan::cut`] when the run was not interrupted.
+pub const NOT_CUT: u64 = u64::MAX;
 
 /// What every thread of a run shares read-only.
 pub struct Plan {
@@ -74,10 +79,11 @@ pub struct Plan {
     pub epoch: Instant,
     /// End of the warmup: counting starts.
     pub warm_end: Instant,
-    /// End of the measured window: sending stops.
-    pub end: Instant,
-    /// Last moment to wait for frames in flight, however they trickle in.
-    pub drain_limit: Instant,
+    /// End of the measured window as planned: sending stops, unless cut earlier.
+    pub planned_end: Instant,
+    /// When the run was interrupted (Ctrl-C), in ns from the epoch; [`NOT_CUT`] until
+    /// then. The main thread sets it, every thread reads it: the end moves there.
+    pub cut: AtomicU64,
 }
 
 impl Plan {
@@ -86,9 +92,33 @@ impl Plan {
         at.saturating_duration_since(self.epoch).as_nanos() as u64
     }
 
+    /// Ends the run at `at` (if that is before the planned end): sending stops, and
+    /// frames that arrive later no longer count.
+    pub fn cut_at(&self, at: Instant) {
+        self.cut.fetch_min(self.ns(at), Ordering::Relaxed);
+    }
+
+    /// Whether the run was interrupted before its planned end.
+    pub fn is_cut(&self) -> bool {
+        self.cut.load(Ordering::Relaxed) != NOT_CUT
+    }
+
+    /// End of the measured window: the planned end, or the cut-off if earlier.
+    pub fn end(&self) -> Instant {
+        match self.cut.load(Ordering::Relaxed) {
+            NOT_CUT => self.planned_end,
+            ns => self.planned_end.min(self.epoch + Duration::from_nanos(ns)),
+        }
+    }
+
+    /// Last moment to wait for frames in flight, however they trickle in.
+    pub fn drain_limit(&self) -> Instant {
+        self.end() + MAX_DRAIN
+    }
+
     /// True between the end of the warmup and the end of the run.
     pub fn is_measuring(&self, now: Instant) -> bool {
-        now >= self.warm_end && now < self.end
+        now >= self.warm_end && now < self.end()
     }
 }
 
@@ -239,11 +269,12 @@ impl Worker {
         self.send(Instant::now());
         loop {
             let now = Instant::now();
-            if now >= plan.end && !self.stopped {
+            let end = plan.end();
+            if now >= end && !self.stopped {
                 self.stop();
             }
             if self.open == 0 {
-                if now < plan.end {
+                if now < end {
                     all_closed_at = Some(now);
                 }
                 break;
@@ -254,7 +285,7 @@ impl Worker {
                 } else {
                     quiet += now.saturating_duration_since(last_turn).min(DRAIN_STEP);
                 }
-                if self.is_drained() || quiet >= DRAIN || now >= plan.drain_limit {
+                if self.is_drained() || quiet >= DRAIN || now >= plan.drain_limit() {
                     break;
                 }
             }
@@ -330,9 +361,9 @@ impl Worker {
         }
         let plan = &self.plan;
         let mut deadline = if self.stopped {
-            (now + DRAIN_STEP).min(plan.drain_limit)
+            (now + DRAIN_STEP).min(plan.drain_limit())
         } else {
-            plan.end
+            plan.end().min(now + CUT_CHECK)
         };
         if now < plan.warm_end {
             deadline = deadline.min(plan.warm_end);

@@ -2,11 +2,15 @@
 //! place where errors become exit codes: 0 when every frame came back intact, 1 when
 //! the run could not start or was cut short (bad target, refused connection, server
 //! gone), 2 for a bad command line, 3 when the run completed but counted errors (lost,
-//! duplicated, reordered or corrupted frames, connections closed by the server).
+//! duplicated, reordered or corrupted frames, connections closed by the server), 130
+//! when Ctrl-C (SIGINT) or SIGTERM ended it early without errors: the summary of what
+//! was measured until then is still printed, as wrk does. A second signal exits at once.
 
 use std::io::Write;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::error::ErrorKind;
@@ -169,12 +173,23 @@ fn main() -> ExitCode {
         Ok(parsed) => parsed,
         Err(e) => e.exit(),
     };
+    let interrupt = match on_signals() {
+        Ok(flag) => flag,
+        Err(e) => {
+            eprintln!("framecast-bench: cannot handle signals: {e}");
+            return ExitCode::from(1);
+        }
+    };
     let mut stderr = std::io::stderr();
     let mut progress = |line: &str| {
         let _ = writeln!(stderr, "{line}");
     };
-    let report = match bench::run(&config, &mut progress) {
+    let report = match bench::run(&config, &mut progress, &interrupt) {
         Ok(report) => report,
+        Err(e @ bench::RunError::Interrupted { .. }) => {
+            eprintln!("framecast-bench: {e}");
+            return ExitCode::from(INTERRUPTED);
+        }
         Err(e) => {
             eprintln!("framecast-bench: {e}");
             return ExitCode::from(1);
@@ -199,7 +214,29 @@ fn main() -> ExitCode {
             );
             ExitCode::from(3)
         }
+        Status::Interrupted => ExitCode::from(INTERRUPTED),
     }
+}
+
+/// Exit code of a run ended by a signal: 128 + SIGINT, as shells report Ctrl-C.
+const INTERRUPTED: u8 = 130;
+
+/// A flag that SIGINT and SIGTERM set, ending the run early with a summary; once it is
+/// set, a second signal exits at once.
+fn on_signals() -> std::io::Result<Arc<AtomicBool>> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let flag = Arc::new(AtomicBool::new(false));
+    for signal in [SIGINT, SIGTERM] {
+        // The exit must be registered first: it looks at the flag before this signal
+        // sets it, so only a second signal exits.
+        signal_hook::flag::register_conditional_shutdown(
+            signal,
+            i32::from(INTERRUPTED),
+            Arc::clone(&flag),
+        )?;
+        signal_hook::flag::register(signal, Arc::clone(&flag))?;
+    }
+    Ok(flag)
 }
 
 #[cfg(test)]
