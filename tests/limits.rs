@@ -160,3 +160,50 @@ fn oversize_skip_discards_an_overlong_line_up_to_its_delimiter() {
     client.write_all(&wire).unwrap();
     finish(&mut client, b"first\r\nsecond\n");
 }
+
+#[test]
+fn quiet_connections_give_back_their_read_buffers_and_keep_half_frames() {
+    let daemon = Daemon::start(&[]);
+    let big = frame_u32be(&[7; 300_000]);
+    let mut quiet: Vec<TcpStream> = (0..40).map(|_| daemon.connect()).collect();
+    for stream in &mut quiet {
+        echo_roundtrip(stream, &big);
+    }
+    // One connection stops in the middle of a frame: its buffered half must survive.
+    let mut halfway = daemon.connect();
+    let frame = frame_u32be(&[3; 50_000]);
+    halfway.write_all(&frame[..20_000]).unwrap();
+    let before = daemon.rss_kib();
+
+    // Two seconds without a frame, then the next sweep: every quiet buffer goes back.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while daemon.stderr().matches("quiet, released its").count() < quiet.len() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not every quiet buffer was released:\n{}",
+            daemon.stderr()
+        );
+        thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // 40 buffers of at least 256 KiB each: 10 MiB; at least 8 MiB must be gone.
+    let after = daemon.rss_kib();
+    assert!(
+        after + 8 * 1024 < before,
+        "RSS {before} KiB with the buffers held, still {after} KiB after the release"
+    );
+
+    halfway.write_all(&frame[20_000..]).unwrap();
+    let mut echoed = vec![0; frame.len()];
+    halfway.read_exact(&mut echoed).unwrap();
+    assert!(echoed == frame, "the half-received frame was damaged");
+    for stream in &mut quiet {
+        echo_roundtrip(stream, &frame_u32be(b"still here"));
+    }
+    assert!(
+        !daemon.stderr().contains(&format!(
+            "{}: quiet, released",
+            halfway.local_addr().unwrap()
+        )),
+        "a half-received frame's buffer was released"
+    );
+}

@@ -105,6 +105,21 @@ impl ReadBuf {
         }
     }
 
+    /// Drops the buffer if it holds no received bytes, for a connection gone quiet:
+    /// its next read starts again from [`MIN_CHUNK`]. Returns the bytes of capacity let
+    /// go (0 if there were none, or bytes are waiting).
+    pub fn release_if_empty(&mut self) -> usize {
+        let capacity = self.buf.capacity();
+        if self.start != self.end || capacity == 0 {
+            return 0;
+        }
+        self.buf = BytesMut::new();
+        self.start = 0;
+        self.end = 0;
+        self.chunk = MIN_CHUNK;
+        capacity
+    }
+
     /// Once a large frame has left, drops the buffer that held it rather than keeping
     /// it for an ordinary stream.
     fn release_if_oversized(&mut self) {
@@ -200,6 +215,32 @@ mod tests {
             buf.buf.capacity() < 1 << 20,
             "the large buffer was released"
         );
+    }
+
+    #[test]
+    fn an_empty_buffer_is_released_and_a_busy_one_kept() {
+        let data = vec![5u8; 1 << 20];
+        let mut src = Trickle {
+            data: &data,
+            step: usize::MAX,
+        };
+        let mut buf = ReadBuf::new(8 << 20);
+        for _ in 0..6 {
+            buf.read_from(&mut src).unwrap();
+            buf.discard(100);
+        }
+        assert_eq!(buf.release_if_empty(), 0, "bytes are waiting");
+        assert!(!buf.data().is_empty());
+        buf.discard(usize::MAX);
+        assert!(buf.release_if_empty() >= MAX_CHUNK);
+        assert_eq!((buf.buf.capacity(), buf.chunk), (0, MIN_CHUNK));
+        assert_eq!(buf.release_if_empty(), 0, "nothing left to release");
+        let mut more = Trickle {
+            data: b"again",
+            step: 5,
+        };
+        assert_eq!(buf.read_from(&mut more).unwrap(), (5, false));
+        assert_eq!(buf.data(), b"again");
     }
 
     #[test]
