@@ -5,6 +5,7 @@
 //! # Layout
 //! - [`config`]: [`Config`], [`Framing`], sizes and durations and their textual forms.
 //! - [`access`]: allow/deny lists of address blocks (pure).
+//! - [`fd_limit`]: raising the open-file limit so `--max-connections` is reachable.
 //! - [`codec`]: sans-IO framing (length-prefixed, line, fixed, raw); no sockets, no clocks.
 //! - [`mode`]: where a complete frame goes; pure decisions, no I/O.
 //! - [`server`]: the mio reactor: listeners, a slab of connections, read/frame/flush.
@@ -32,6 +33,7 @@ pub mod access;
 pub mod bench;
 pub mod codec;
 pub mod config;
+pub mod fd_limit;
 pub mod mode;
 pub mod server;
 

@@ -53,6 +53,51 @@ fn retry_echo(addr: SocketAddr) {
     }
 }
 
+/// The daemon's open-file limits, soft and hard, from `/proc`.
+fn nofile_limits(pid: u32) -> (u64, u64) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let numbers: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    (numbers[0], numbers[1])
+}
+
+#[test]
+fn a_low_soft_open_file_limit_is_raised_so_max_connections_fit() {
+    // Soft limit 100, hard limit untouched: 300 connections need it raised.
+    let daemon = Daemon::start_with_ulimit("-S -n 100", &["--max-connections", "300"]);
+    let (soft, hard) = nofile_limits(daemon.pid());
+    if hard < 332 {
+        // A machine whose hard limit is below what is wanted: the daemon goes as far
+        // as it may, and says so.
+        assert_eq!(soft, hard);
+        daemon.wait_for_log("the hard limit allows no more");
+        return;
+    }
+    assert_eq!(soft, 332, "300 connections and 32 in reserve");
+    daemon.wait_for_log("raised the open-file limit from 100 to 332");
+    let mut clients: Vec<TcpStream> = (0..300).map(|_| daemon.connect()).collect();
+    for (i, client) in clients.iter_mut().enumerate() {
+        echo_roundtrip(client, &frame_u32be(format!("client {i}").as_bytes()));
+    }
+    assert!(!daemon.stderr().contains("Too many open files"));
+}
+
+#[test]
+fn a_hard_open_file_limit_below_max_connections_is_reported() {
+    let daemon = Daemon::start_with_nofile(64, &["--max-connections", "1000"]);
+    daemon.wait_for_log(
+        "the open-file limit is 64 and the hard limit allows no more: about 32 connections",
+    );
+    let mut client = daemon.connect();
+    echo_roundtrip(&mut client, &frame_u32be(b"still serving"));
+}
+
 #[test]
 fn out_of_file_descriptors_the_daemon_sheds_and_backs_off_without_spinning() {
     let daemon = Daemon::start_with_nofile(64, &[]);

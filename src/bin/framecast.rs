@@ -12,9 +12,11 @@ use clap::{CommandFactory, Parser};
 use framecast::access::{AccessList, Cidr};
 use framecast::codec::Oversize;
 use framecast::config::{self, parse_duration, parse_optional_duration, parse_size};
+use framecast::fd_limit::{self, FdLimit};
 use framecast::mode::SlowConsumer;
 use framecast::server::Stopped;
 use framecast::{Config, Framing, Mode, Server};
+use log::{info, warn};
 
 /// A TCP daemon that cuts byte streams into frames and echoes or broadcasts them.
 #[derive(Debug, Parser)]
@@ -168,12 +170,32 @@ impl Args {
     }
 }
 
+/// Raises the open-file limit for `max_connections`, logging what it did or why the
+/// configured maximum cannot be reached. Never fatal: running out of descriptors is
+/// survived anyway.
+fn raise_fd_limit(max_connections: usize) {
+    match fd_limit::raise_for(max_connections) {
+        Ok(FdLimit::Enough) => {}
+        Ok(FdLimit::Raised { from, to }) => {
+            info!("raised the open-file limit from {from} to {to} for --max-connections {max_connections}");
+        }
+        Ok(FdLimit::Short { limit, wanted }) => warn!(
+            "the open-file limit is {limit} and the hard limit allows no more: about {} \
+             connections can be open at once, not --max-connections {max_connections} \
+             (which needs {wanted}; raise the hard limit, e.g. `ulimit -n`)",
+            limit.saturating_sub(fd_limit::RESERVED)
+        ),
+        Err(e) => warn!("cannot raise the open-file limit: {e}"),
+    }
+}
+
 fn main() -> ExitCode {
     let config = match Args::parse().into_config() {
         Ok(config) => config,
         Err(e) => e.exit(),
     };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    raise_fd_limit(config.max_connections);
 
     let (mode, framing) = (config.mode, config.framing);
     let mut server = match Server::bind(config) {

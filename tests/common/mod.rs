@@ -39,12 +39,18 @@ impl Daemon {
         Daemon::spawn(cmd, args)
     }
 
-    /// Like [`Daemon::start`], with the open-file limit lowered to `nofile` first (the
-    /// shell `exec`s the daemon, so the PID is the daemon's).
+    /// Like [`Daemon::start`], with the open-file limits (soft and hard) lowered to
+    /// `nofile` first.
     pub fn start_with_nofile(nofile: u32, args: &[&str]) -> Daemon {
+        Daemon::start_with_ulimit(&format!("-n {nofile}"), args)
+    }
+
+    /// Like [`Daemon::start`], after `ulimit FLAGS` (e.g. `-S -n 100`: only the soft
+    /// open-file limit). The shell `exec`s the daemon, so the PID is the daemon's.
+    pub fn start_with_ulimit(flags: &str, args: &[&str]) -> Daemon {
         let mut cmd = Command::new("sh");
         cmd.arg("-c")
-            .arg(format!("ulimit -n {nofile} && exec \"$0\" \"$@\""))
+            .arg(format!("ulimit {flags} && exec \"$0\" \"$@\""))
             .arg(env!("CARGO_BIN_EXE_framecast"))
             .env("RUST_LOG", "debug");
         Daemon::spawn(cmd, args)
