@@ -3,7 +3,7 @@
 //! `u32be`, `fixed:64`); it knows nothing of sockets or of the command line.
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -273,6 +273,39 @@ pub fn parse_optional_duration(text: &str) -> Result<Option<Duration>, ParseDura
     }
 }
 
+/// Parses a listen address: `IP:PORT` (`[::1]:7070` for IPv6); `HOST:PORT`, which
+/// stands for every address the name resolves to (`localhost:7070` is usually
+/// 127.0.0.1 and ::1); or a bare `PORT`, on loopback like the default.
+///
+/// # Errors
+/// A message naming the problem: not an address, a name that does not resolve.
+pub fn parse_listen(text: &str) -> Result<Vec<SocketAddr>, String> {
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(vec![addr]);
+    }
+    if let Ok(port) = text.parse::<u16>() {
+        return Ok(vec![(Ipv4Addr::LOCALHOST, port).into()]);
+    }
+    if !text.contains(':') {
+        return Err(format!(
+            "'{text}' is not HOST:PORT, IP:PORT or a port number"
+        ));
+    }
+    let mut addrs: Vec<SocketAddr> = Vec::new();
+    for addr in text
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve '{text}': {e}"))?
+    {
+        if !addrs.contains(&addr) {
+            addrs.push(addr);
+        }
+    }
+    if addrs.is_empty() {
+        return Err(format!("'{text}' resolves to no address"));
+    }
+    Ok(addrs)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -337,6 +370,31 @@ mod tests {
                 name.parse::<Framing>().is_err(),
                 "{name:?} should not parse"
             );
+        }
+    }
+
+    #[test]
+    fn listen_addresses_are_ips_names_or_bare_ports() {
+        assert_eq!(
+            parse_listen("127.0.0.1:7070"),
+            Ok(vec![([127, 0, 0, 1], 7070).into()])
+        );
+        assert_eq!(
+            parse_listen("[::1]:0"),
+            Ok(vec!["[::1]:0".parse().unwrap()])
+        );
+        assert_eq!(
+            parse_listen("7070"),
+            Ok(vec![([127, 0, 0, 1], 7070).into()]),
+            "a bare port is loopback"
+        );
+        let local = parse_listen("localhost:7070").unwrap();
+        assert!(!local.is_empty());
+        assert!(local
+            .iter()
+            .all(|a| a.ip().is_loopback() && a.port() == 7070));
+        for bad in ["", "localhost", "127.0.0.1:99999", "no-such-host.invalid:1"] {
+            assert!(parse_listen(bad).is_err(), "{bad:?}");
         }
     }
 }

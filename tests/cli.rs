@@ -29,6 +29,19 @@ fn prints_the_real_port_for_each_listener() {
 }
 
 #[test]
+fn listen_takes_host_names_and_bare_ports_on_loopback() {
+    for listen in ["localhost:0", "0"] {
+        let daemon = Daemon::start(&["--listen", listen]);
+        let addr = daemon.addr;
+        assert!(
+            addr.ip().is_loopback() && addr.port() != 0,
+            "{listen}: {addr}"
+        );
+        echo_roundtrip(&mut common::connect(addr), &frame_u32be(listen.as_bytes()));
+    }
+}
+
+#[test]
 fn busy_port_exits_1_naming_the_address() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
@@ -46,12 +59,13 @@ fn busy_port_exits_1_naming_the_address() {
 
 #[test]
 fn bad_flag_values_are_usage_errors_naming_the_flag() {
-    let cases: [(&[&str], &str); 8] = [
+    let cases: [(&[&str], &str); 9] = [
         (&["--max-frame", "lots"], "--max-frame"),
         (&["--max-output", "1.5MiB"], "--max-output"),
         (&["--framing", "u24be"], "--framing"),
         (&["--mode", "gossip"], "--mode"),
         (&["--listen", "localhost"], "--listen"),
+        (&["--listen", "no-such-host.invalid:7070"], "--listen"),
         (&["--max-connections", "many"], "--max-connections"),
         (&["--max-frame", "0"], "--max-frame"),
         (

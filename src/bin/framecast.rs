@@ -22,9 +22,15 @@ use log::{info, warn};
 #[derive(Debug, Parser)]
 #[command(name = "framecast", version, about, max_term_width = 100)]
 struct Args {
-    /// Address to listen on (may be given several times).
-    #[arg(long = "listen", value_name = "ADDR", default_value = config::DEFAULT_LISTEN)]
-    listen: Vec<SocketAddr>,
+    /// Address to listen on: IP:PORT, HOST:PORT (every address the name resolves to) or
+    /// a bare PORT on loopback; may be given several times.
+    #[arg(
+        long = "listen",
+        value_name = "ADDR",
+        default_value = config::DEFAULT_LISTEN,
+        value_parser = parse_listen
+    )]
+    listen: Vec<Listen>,
 
     /// What to do with each complete frame: echo (back to its sender) or broadcast (to
     /// every other client).
@@ -146,7 +152,7 @@ impl Args {
             }
         }
         Ok(Config {
-            listen: self.listen,
+            listen: self.listen.into_iter().flat_map(|l| l.0).collect(),
             mode: self.mode,
             echo_self: self.echo_self,
             slow_consumer: self.slow_consumer,
@@ -168,6 +174,15 @@ impl Args {
             backlog: self.backlog,
         })
     }
+}
+
+/// The addresses one `--listen` stands for.
+#[derive(Debug, Clone)]
+struct Listen(Vec<SocketAddr>);
+
+/// Parses one `--listen` value.
+fn parse_listen(text: &str) -> Result<Listen, String> {
+    config::parse_listen(text).map(Listen)
 }
 
 /// Raises the open-file limit for `max_connections`, logging what it did or why the
