@@ -60,6 +60,8 @@ pub struct Config {
     pub write_timeout: Option<Duration>,
     /// On SIGINT/SIGTERM, how long to keep flushing pending output before exiting.
     pub drain_timeout: Duration,
+    /// Log a line of counters this often, if set.
+    pub stats_interval: Option<Duration>,
     /// Which peers may connect.
     pub access: AccessList,
     /// Set `TCP_NODELAY` on accepted sockets (no Nagle delay for small frames).
@@ -86,6 +88,7 @@ impl Default for Config {
             frame_timeout: Some(DEFAULT_FRAME_TIMEOUT),
             write_timeout: Some(DEFAULT_WRITE_TIMEOUT),
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            stats_interval: None,
             access: AccessList::default(),
             nodelay: true,
             keepalive: None,

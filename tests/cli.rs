@@ -101,3 +101,27 @@ fn help_lists_every_flag() {
         assert!(help.contains(flag), "help lacks {flag}");
     }
 }
+
+#[test]
+fn stats_interval_logs_counters_at_info() {
+    let daemon = Daemon::start_with_env(&["--stats-interval", "200ms"], &[("RUST_LOG", "info")]);
+    let mut client = daemon.connect();
+    for i in 0..10 {
+        echo_roundtrip(&mut client, &frame_u32be(format!("frame {i}").as_bytes()));
+    }
+    daemon.wait_for_log("since start 1 accepted");
+    // Some line saw the ten frames arrive: a non-zero rate, with the connection open.
+    let deadline = std::time::Instant::now() + common::TIMEOUT;
+    loop {
+        let log = daemon.stderr();
+        let busy = log
+            .lines()
+            .filter(|l| l.contains("stats: 1 connection(s); "))
+            .any(|l| !l.contains("; 0 frames/s in"));
+        if busy {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{log}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

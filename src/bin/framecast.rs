@@ -88,6 +88,11 @@ struct Args {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "5s")]
     drain_timeout: Duration,
 
+    /// Log a line of counters at info this often (connections, frames and bytes per
+    /// second, errors), or off.
+    #[arg(long, value_name = "DURATION", value_parser = parse_optional_duration, default_value = "off")]
+    stats_interval: Limit,
+
     /// Accept only peers in this address block (repeatable; IPv4 or IPv6, e.g.
     /// 10.0.0.0/8).
     #[arg(long, value_name = "CIDR")]
@@ -165,6 +170,7 @@ impl Args {
             frame_timeout: self.frame_timeout,
             write_timeout: self.write_timeout,
             drain_timeout: self.drain_timeout,
+            stats_interval: self.stats_interval,
             access: AccessList {
                 allow: self.allow,
                 deny: self.deny,

@@ -195,6 +195,9 @@ pub struct Server {
     draining_until: Option<Instant>,
     /// When connections are next looked over for idle read buffers.
     next_sweep: Instant,
+    /// With `--stats-interval`: when the next line of counters is due, and the counters
+    /// and time of the last one.
+    next_stats: Option<(Instant, Instant, Stats)>,
     /// What has happened so far.
     stats: Stats,
 }
@@ -227,6 +230,10 @@ impl Server {
                 ready: false,
             });
         }
+        let started = Instant::now();
+        let next_stats = config
+            .stats_interval
+            .map(|every| (started + every, started, Stats::default()));
         let timeouts = Timeouts {
             idle: config.idle_timeout,
             frame: config.frame_timeout,
@@ -252,6 +259,7 @@ impl Server {
             signals: None,
             draining_until: None,
             next_sweep: Instant::now() + SWEEP_INTERVAL,
+            next_stats,
             stats: Stats::default(),
         })
     }
@@ -338,6 +346,9 @@ impl Server {
             if self.now >= self.next_sweep {
                 self.release_idle_buffers();
             }
+            if self.next_stats.is_some_and(|(due, _, _)| self.now >= due) {
+                self.log_stats();
+            }
         }
     }
 
@@ -353,6 +364,7 @@ impl Server {
             self.accept_paused_until,
             self.draining_until,
             (!self.conns.is_empty()).then_some(self.next_sweep),
+            self.next_stats.map(|(due, _, _)| due),
         ];
         let next = deadlines.into_iter().flatten().min()?;
         Some(next.saturating_duration_since(Instant::now()))
@@ -409,6 +421,39 @@ impl Server {
                 );
             }
         }
+    }
+
+    /// The `--stats-interval` line: connections open, rates since the last line, and
+    /// the error counters since start.
+    fn log_stats(&mut self) {
+        let (Some(every), Some((_, since, last))) = (self.config.stats_interval, self.next_stats)
+        else {
+            return;
+        };
+        let s = self.stats;
+        let secs = self
+            .now
+            .saturating_duration_since(since)
+            .as_secs_f64()
+            .max(1e-9);
+        let rate = |now: u64, then: u64| now.saturating_sub(then) as f64 / secs;
+        info!(
+            "stats: {} connection(s); {:.0} frames/s in, {:.2} MB/s in, {:.2} MB/s out over {secs:.1} s; \
+             since start {} accepted, {} refused, {} denied, {} protocol errors, {} timeouts, \
+             {} slow disconnects, {} frames dropped",
+            self.conns.len(),
+            rate(s.frames_in, last.frames_in),
+            rate(s.bytes_in, last.bytes_in) / 1e6,
+            rate(s.bytes_out, last.bytes_out) / 1e6,
+            s.accepted,
+            s.refused,
+            s.denied,
+            s.protocol_errors,
+            s.idle_timeouts + s.frame_timeouts + s.write_timeouts,
+            s.slow_disconnects,
+            s.frames_dropped
+        );
+        self.next_stats = Some((self.now + every, self.now, s));
     }
 
     /// Makes sure connection `key` has a timer entry no later than its deadline. Called
