@@ -83,9 +83,19 @@ fn every_framing_and_both_loop_shapes_check_out() {
             "u32be",
             &["--connect-rate", "200", "--connections", "6", "-T", "3"],
         ),
+        // Large frames are slow in a debug build on a loaded machine: a longer window.
         (
             "u32be",
-            &["--size", "300KiB", "--connections", "2", "--depth", "2"],
+            &[
+                "--size",
+                "300KiB",
+                "--connections",
+                "2",
+                "--depth",
+                "2",
+                "--duration",
+                "1.5",
+            ],
         ),
     ];
     for (framing, extra) in cases {
@@ -96,12 +106,13 @@ fn every_framing_and_both_loop_shapes_check_out() {
             "--json",
             "--framing",
             framing,
-            "--duration",
-            "0.4",
             "--warmup",
             "0.1",
         ];
         args.extend_from_slice(extra);
+        if !extra.contains(&"--duration") {
+            args.extend_from_slice(&["--duration", "1"]);
+        }
         if !extra.contains(&"--connections") {
             args.extend_from_slice(&["--connections", "3"]);
         }
@@ -158,7 +169,7 @@ fn a_flipped_byte_and_a_dropped_frame_are_reported_and_fail_the_run() {
         &addr,
         "--json",
         "--duration",
-        "0.5",
+        "1",
         "--warmup",
         "0",
         "--connections",
@@ -189,7 +200,7 @@ fn text_summary_names_lost_and_corrupted_frames() {
     let run = run_bench(&[
         &addr,
         "--duration",
-        "0.3",
+        "1",
         "--warmup",
         "0",
         "-c",
@@ -212,7 +223,7 @@ fn a_dropped_frame_at_depth_one_is_unanswered() {
         &addr,
         "--json",
         "--duration",
-        "0.3",
+        "1",
         "--warmup",
         "0",
         "-c",
@@ -273,7 +284,7 @@ fn broadcast_scenario_checks_every_delivery() {
         "--depth",
         "8",
         "--duration",
-        "0.5",
+        "1",
         "--warmup",
         "0.1",
     ]);
@@ -302,7 +313,7 @@ fn broadcast_with_several_publishers_and_threads() {
         "--depth",
         "4",
         "--duration",
-        "0.5",
+        "1",
         "--warmup",
         "0.1",
     ]);
@@ -360,7 +371,7 @@ fn broadcast_in_an_open_loop_against_the_daemon() {
         "--threads",
         "2",
         "--duration",
-        "0.6",
+        "1",
         "--warmup",
         "0.1",
     ]);
@@ -480,8 +491,9 @@ fn ctrl_c_ends_the_run_early_with_a_summary_of_what_was_measured() {
             "0.2",
             "-c",
             "10",
-            "-d",
-            "8",
+            // An open loop at a modest rate: light on a machine running other tests.
+            "--rate",
+            "5000",
         ],
         |line, bench_pid| {
             // The first progress line comes a second in: measuring has begun.
