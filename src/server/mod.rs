@@ -258,7 +258,7 @@ impl Server {
             refusals: (0, None),
             signals: None,
             draining_until: None,
-            next_sweep: Instant::now() + SWEEP_INTERVAL,
+            next_sweep: started + SWEEP_INTERVAL,
             next_stats,
             stats: Stats::default(),
         })
