@@ -50,25 +50,28 @@ fn target(wanted: u64, current: Option<u64>, maximum: Option<u64>) -> Option<u64
 pub fn raise_for(max_connections: usize) -> io::Result<FdLimit> {
     let wanted = (max_connections as u64).saturating_add(RESERVED);
     let Rlimit { current, maximum } = getrlimit(Resource::Nofile);
-    let mut limit = current.unwrap_or(u64::MAX);
-    let raised = target(wanted, current, maximum);
-    if let Some(to) = raised {
-        setrlimit(
-            Resource::Nofile,
-            Rlimit {
-                current: Some(to),
-                maximum,
-            },
-        )?;
-        limit = to;
-    }
-    Ok(match raised {
-        _ if limit < wanted => FdLimit::Short { limit, wanted },
-        Some(to) => FdLimit::Raised {
-            from: current.unwrap_or(u64::MAX),
-            to,
+    let from = current.unwrap_or(u64::MAX);
+    let Some(to) = target(wanted, current, maximum) else {
+        return Ok(if from >= wanted {
+            FdLimit::Enough
+        } else {
+            FdLimit::Short {
+                limit: from,
+                wanted,
+            }
+        });
+    };
+    setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: Some(to),
+            maximum,
         },
-        None => FdLimit::Enough,
+    )?;
+    Ok(if to >= wanted {
+        FdLimit::Raised { from, to }
+    } else {
+        FdLimit::Short { limit: to, wanted }
     })
 }
 

@@ -147,6 +147,19 @@ pub struct Stats {
     pub buffers_released: u64,
 }
 
+/// The `--stats-interval` schedule: the line logs rates since the previous one.
+#[derive(Debug, Clone, Copy)]
+struct StatsLine {
+    /// The interval.
+    every: Duration,
+    /// When the next line is due.
+    due: Instant,
+    /// When the previous line was logged (or the server started).
+    since: Instant,
+    /// The counters at that time.
+    last: Stats,
+}
+
 /// A listening socket and whether it may hold connections not yet accepted.
 struct Listener {
     socket: TcpListener,
@@ -195,9 +208,8 @@ pub struct Server {
     draining_until: Option<Instant>,
     /// When connections are next looked over for idle read buffers.
     next_sweep: Instant,
-    /// With `--stats-interval`: when the next line of counters is due, and the counters
-    /// and time of the last one.
-    next_stats: Option<(Instant, Instant, Stats)>,
+    /// With `--stats-interval`: when the next line of counters is due.
+    stats_line: Option<StatsLine>,
     /// What has happened so far.
     stats: Stats,
 }
@@ -231,9 +243,12 @@ impl Server {
             });
         }
         let started = Instant::now();
-        let next_stats = config
-            .stats_interval
-            .map(|every| (started + every, started, Stats::default()));
+        let stats_line = config.stats_interval.map(|every| StatsLine {
+            every,
+            due: started + every,
+            since: started,
+            last: Stats::default(),
+        });
         let timeouts = Timeouts {
             idle: config.idle_timeout,
             frame: config.frame_timeout,
@@ -259,7 +274,7 @@ impl Server {
             signals: None,
             draining_until: None,
             next_sweep: started + SWEEP_INTERVAL,
-            next_stats,
+            stats_line,
             stats: Stats::default(),
         })
     }
@@ -346,7 +361,7 @@ impl Server {
             if self.now >= self.next_sweep {
                 self.release_idle_buffers();
             }
-            if self.next_stats.is_some_and(|(due, _, _)| self.now >= due) {
+            if self.stats_line.is_some_and(|line| self.now >= line.due) {
                 self.log_stats();
             }
         }
@@ -364,7 +379,7 @@ impl Server {
             self.accept_paused_until,
             self.draining_until,
             (!self.conns.is_empty()).then_some(self.next_sweep),
-            self.next_stats.map(|(due, _, _)| due),
+            self.stats_line.map(|line| line.due),
         ];
         let next = deadlines.into_iter().flatten().min()?;
         Some(next.saturating_duration_since(Instant::now()))
@@ -426,7 +441,9 @@ impl Server {
     /// The `--stats-interval` line: connections open, rates since the last line, and
     /// the error counters since start.
     fn log_stats(&mut self) {
-        let (Some(every), Some((_, since, last))) = (self.config.stats_interval, self.next_stats)
+        let Some(StatsLine {
+            every, since, last, ..
+        }) = self.stats_line
         else {
             return;
         };
@@ -453,7 +470,12 @@ impl Server {
             s.slow_disconnects,
             s.frames_dropped
         );
-        self.next_stats = Some((self.now + every, self.now, s));
+        self.stats_line = Some(StatsLine {
+            every,
+            due: self.now + every,
+            since: self.now,
+            last: s,
+        });
     }
 
     /// Makes sure connection `key` has a timer entry no later than its deadline. Called

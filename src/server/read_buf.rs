@@ -113,9 +113,7 @@ impl ReadBuf {
         if self.start != self.end || capacity == 0 {
             return 0;
         }
-        self.buf = BytesMut::new();
-        self.start = 0;
-        self.end = 0;
+        self.drop_buffer();
         self.chunk = MIN_CHUNK;
         capacity
     }
@@ -124,10 +122,15 @@ impl ReadBuf {
     /// it for an ordinary stream.
     fn release_if_oversized(&mut self) {
         if self.start == self.end && self.buf.capacity() > RELEASE_ABOVE {
-            self.buf = BytesMut::new();
-            self.start = 0;
-            self.end = 0;
+            self.drop_buffer();
         }
+    }
+
+    /// Lets the (empty) buffer's memory go; the next read makes new room.
+    fn drop_buffer(&mut self) {
+        self.buf = BytesMut::new();
+        self.start = 0;
+        self.end = 0;
     }
 
     /// Makes room after the unconsumed bytes: first by moving them to the front over
