@@ -233,6 +233,94 @@ fn a_dropped_frame_at_depth_one_is_unanswered() {
     assert_eq!(run.number("unanswered"), 1.0, "{}", run.stdout);
 }
 
+/// A raw echo server that leaves out bytes `cut` of the first connection's stream
+/// (counted from its first byte) and echoes everything else as it comes.
+fn start_raw_cutter(cut: std::ops::Range<usize>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for (id, stream) in listener.incoming().enumerate() {
+            let Ok(mut stream) = stream else { return };
+            let cut = if id == 0 { cut.clone() } else { 0..0 };
+            thread::spawn(move || {
+                stream.set_nodelay(true).unwrap();
+                let mut at = 0;
+                let mut buf = [0u8; 4096];
+                loop {
+                    let n = match stream.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    let kept: Vec<u8> = (at..at + n)
+                        .filter(|i| !cut.contains(i))
+                        .map(|i| buf[i - at])
+                        .collect();
+                    at += n;
+                    if stream.write_all(&kept).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn raw_messages_realign_after_bytes_go_missing() {
+    // 300 bytes out of the middle of message 10: that message comes back corrupted,
+    // the next one starts 212 bytes into the 512 that follow, and everything after it
+    // checks out again rather than being cut in the wrong place.
+    let addr = start_raw_cutter(512 * 10 + 100..512 * 10 + 400).to_string();
+    let run = run_bench(&[
+        &addr,
+        "--json",
+        "--framing",
+        "raw",
+        "--size",
+        "512",
+        "--duration",
+        "1",
+        "--warmup",
+        "0",
+        "-c",
+        "2",
+        "-d",
+        "4",
+    ]);
+    assert_eq!(run.code, Some(3), "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(run.number("corrupted"), 1.0, "{}", run.stdout);
+    assert_eq!(run.number("lost"), 0.0, "{}", run.stdout);
+    assert_eq!(run.number("total"), 1.0, "{}", run.stdout);
+    assert_eq!(run.number("skipped_bytes"), 212.0, "{}", run.stdout);
+    assert!(run.number("frames_received") > 100.0, "{}", run.stdout);
+
+    // A whole message and a half gone: one corrupted, one lost.
+    let addr = start_raw_cutter(512 * 10 + 100..512 * 11 + 400).to_string();
+    let run = run_bench(&[
+        &addr,
+        "--framing",
+        "raw",
+        "--size",
+        "512",
+        "--duration",
+        "1",
+        "--warmup",
+        "0",
+        "-c",
+        "1",
+        "-d",
+        "4",
+    ]);
+    assert_eq!(run.code, Some(3), "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout
+            .contains("errors    1 lost, 1 corrupted, 212 bytes skipped to realign"),
+        "{}",
+        run.stdout
+    );
+}
+
 /// A threaded u32be relay: every frame goes to every other client, as broadcast mode
 /// does.
 fn start_relay() -> SocketAddr {

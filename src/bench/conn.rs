@@ -89,6 +89,9 @@ pub struct Conn {
     pub sources: Vec<SeqWindow>,
     /// Corrupted frames not yet matched with the gap they leave in a sequence.
     unexplained: u64,
+    /// Raw and fixed framings: a message failed verification, so the stream may have
+    /// lost its alignment; the next message is searched for byte by byte.
+    realigning: bool,
     /// State of the size generator (xorshift64), seeded per connection.
     rng: u64,
     /// Open loop: this connection's schedule offset and interval, in nanoseconds.
@@ -116,6 +119,7 @@ impl Conn {
             echo: SeqWindow::starting_at(0),
             sources,
             unexplained: 0,
+            realigning: false,
             rng: plan.seed ^ (u64::from(id) + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1,
             schedule: (0.0, 0.0),
         }
@@ -360,6 +364,16 @@ impl Conn {
         let mut run = (0u64, 0u64);
         let mut broken = None;
         while used < data.len() {
+            if let (true, Some(size)) = (self.realigning, plan.realign) {
+                let found = find_payload(&data[used..], size, plan);
+                let skip = found.unwrap_or_else(|skip| skip);
+                used += skip;
+                stats.integrity.skipped_bytes += skip as u64;
+                if found.is_err() {
+                    break;
+                }
+                self.realigning = false;
+            }
             let rest = &data[used..];
             let n = match self.decoder.decode(rest) {
                 Ok(Decoded::Frame(n)) => n,
@@ -375,10 +389,15 @@ impl Conn {
                 }
             };
             let frame = &rest[..n];
-            used += n;
             let Some(stamp) = self.verify(frame, plan, stats) else {
+                // When realigning, the next message may start anywhere within this
+                // one: the search passes over it byte by byte.
+                if !self.realigning {
+                    used += n;
+                }
                 continue;
             };
+            used += n;
             all += 1;
             if measuring {
                 frames += 1;
@@ -415,6 +434,7 @@ impl Conn {
             Err(_) => {
                 stats.integrity.corrupted += 1;
                 self.unexplained += 1;
+                self.realigning = plan.realign.is_some();
                 return None;
             }
         };
@@ -474,6 +494,18 @@ impl From<Closed> for ReadError {
     fn from(closed: Closed) -> Self {
         ReadError::Closed(closed)
     }
+}
+
+/// Where in `data` the first message of `size` bytes starts whose payload verifies
+/// (`Ok`), or, if none does yet, how many bytes can go because no such message starts
+/// among them (`Err`): all but the last `size - 1`, which may begin one.
+fn find_payload(data: &[u8], size: usize, plan: &Plan) -> Result<usize, usize> {
+    let Some(last) = data.len().checked_sub(size) else {
+        return Err(0);
+    };
+    (0..=last)
+        .find(|&at| plan.pattern.verify(&data[at..at + size]).is_ok())
+        .ok_or(last + 1)
 }
 
 /// Where `inner` starts within `outer`, which contains it.

@@ -377,10 +377,15 @@ fn plan(
         Scenario::Broadcast { publishers, .. } => publishers,
         Scenario::Echo { .. } => 0,
     };
+    let realign = match config.framing {
+        Framing::Raw | Framing::Fixed(_) => Some(config.size.max),
+        _ => None,
+    };
     Plan {
         encoder,
         decoder,
         pattern,
+        realign,
         size: config.size,
         load: config.load,
         publishers,

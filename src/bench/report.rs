@@ -223,6 +223,7 @@ impl Report {
             (k.failed, "connections failed"),
             (k.closed, "connections closed by the server"),
             (k.io, "connection I/O errors"),
+            (i.skipped_bytes, "bytes skipped to realign"),
         ];
         let parts: Vec<String> = counts
             .iter()
@@ -273,7 +274,7 @@ impl Report {
                 "\"frames_per_s\":{},\"sent_per_s\":{},\"mb_out_per_s\":{},\"mb_in_per_s\":{},",
                 "\"latency_us\":{},",
                 "\"errors\":{{\"total\":{},\"lost\":{},\"duplicated\":{},\"reordered\":{},",
-                "\"corrupted\":{},\"misdelivered\":{},\"unanswered\":{},",
+                "\"corrupted\":{},\"misdelivered\":{},\"unanswered\":{},\"skipped_bytes\":{},",
                 "\"connections_failed\":{},\"connections_closed\":{},\"io\":{}}},",
                 "\"cpu\":{{\"bench_s\":{},\"bench_us_per_frame\":{},\"server_pid\":{},",
                 "\"server_s\":{},\"server_us_per_frame\":{}}},",
@@ -308,6 +309,7 @@ impl Report {
             i.corrupted,
             i.misdelivered,
             i.unanswered,
+            i.skipped_bytes,
             k.failed,
             k.closed,
             k.io,

@@ -32,6 +32,10 @@ pub struct Integrity {
     pub unanswered: u64,
     /// Frames that came back to, or from, a connection they do not belong to.
     pub misdelivered: u64,
+    /// Raw and fixed framings: bytes passed over after a corrupted message, up to the
+    /// next message that verifies. Not an error count of its own: the corrupted and
+    /// lost frames around them are.
+    pub skipped_bytes: u64,
 }
 
 impl Integrity {
@@ -53,6 +57,7 @@ impl Integrity {
         self.corrupted += other.corrupted;
         self.unanswered += other.unanswered;
         self.misdelivered += other.misdelivered;
+        self.skipped_bytes += other.skipped_bytes;
     }
 
     /// Counts one arrival as the tracker classified it. `unexplained` holds corrupted

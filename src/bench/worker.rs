@@ -65,6 +65,10 @@ pub struct Plan {
     pub decoder: Codec,
     /// Filler bytes.
     pub pattern: Pattern,
+    /// With `raw` and `fixed:N` framing, the message size: such streams carry no
+    /// boundaries of their own, so after bytes go missing a connection hunts for the
+    /// next payload that verifies rather than cut every later message in the wrong place.
+    pub realign: Option<usize>,
     /// Payload sizes.
     pub size: SizeRange,
     /// Closed or open loop.
