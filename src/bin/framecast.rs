@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser};
 use framecast::access::{AccessList, Cidr};
-use framecast::codec::Oversize;
+use framecast::codec::{Oversize, MAX_FRAME_LIMIT};
 use framecast::config::{self, parse_duration, parse_optional_duration, parse_size};
 use framecast::fd_limit::{self, FdLimit};
 use framecast::mode::SlowConsumer;
@@ -136,6 +136,12 @@ impl Args {
             return Err(invalid(
                 "invalid value '0' for '--max-frame <SIZE>': must be at least 1 byte".into(),
             ));
+        }
+        if self.max_frame > MAX_FRAME_LIMIT {
+            return Err(invalid(format!(
+                "invalid value '{}' for '--max-frame <SIZE>': at most {MAX_FRAME_LIMIT} bytes",
+                self.max_frame
+            )));
         }
         if self.max_connections == 0 {
             return Err(invalid(

@@ -50,7 +50,8 @@ pub struct LengthCodec {
 
 impl LengthCodec {
     /// A codec with a `width`-byte header (1, 2, 4 or 8; anything else is treated as
-    /// the nearest valid width above it, up to 8).
+    /// the nearest valid width above it, up to 8). A `max_frame` above
+    /// [`MAX_FRAME_LIMIT`](super::MAX_FRAME_LIMIT) is taken as that limit.
     pub fn new(width: usize, endian: Endian, max_frame: usize, oversize: Oversize) -> Self {
         let width = match width {
             0 | 1 => 1,
@@ -61,7 +62,7 @@ impl LengthCodec {
         LengthCodec {
             width,
             endian,
-            max_frame,
+            max_frame: max_frame.min(super::MAX_FRAME_LIMIT),
             oversize,
             discard: 0,
         }
@@ -126,7 +127,8 @@ impl LengthCodec {
             if len > self.max_frame as u64 {
                 break;
             }
-            // `len <= max_frame` and `at + width <= buf.len()`: no overflow.
+            // `len <= max_frame <= isize::MAX / 2` and `at + width <= buf.len() <=
+            // isize::MAX`: no overflow.
             let next = at + self.width + len as usize;
             if next > buf.len() {
                 break;
@@ -211,6 +213,24 @@ mod tests {
 
     fn codec(width: usize, endian: Endian) -> LengthCodec {
         LengthCodec::new(width, endian, 1 << 20, Oversize::Close)
+    }
+
+    #[test]
+    fn a_limitless_max_frame_cannot_overflow_the_header_arithmetic() {
+        let mut c = LengthCodec::new(8, Endian::Big, usize::MAX, Oversize::Close);
+        // A length that wraps `offset + header + length` to a small number, after a
+        // complete frame: the scan must stop, not loop or take it as complete.
+        let mut wire = vec![0, 0, 0, 0, 0, 0, 0, 1, b'a'];
+        wire.extend_from_slice(&(u64::MAX - 8).to_be_bytes());
+        assert_eq!(c.complete_prefix(&wire), (9, 1));
+        assert!(matches!(
+            c.decode(&wire[9..]),
+            Err(FrameError::TooLong { .. })
+        ));
+        // Just under the limit: a frame that can never complete, and no overflow.
+        let len = crate::codec::MAX_FRAME_LIMIT as u64;
+        assert_eq!(c.complete_prefix(&len.to_be_bytes()), (0, 0));
+        assert_eq!(c.decode(&len.to_be_bytes()), Ok(Decoded::Incomplete));
     }
 
     #[test]

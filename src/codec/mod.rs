@@ -25,6 +25,11 @@ pub use length::LengthCodec;
 pub use line::LineCodec;
 pub use raw::RawCodec;
 
+/// The largest `max_frame` a codec takes (half the address space; a larger one is taken
+/// as this): no buffer could hold a larger frame, and it keeps the header arithmetic
+/// (offset + header + declared length) clear of overflow.
+pub const MAX_FRAME_LIMIT: usize = isize::MAX as usize / 2;
+
 use crate::config::Framing;
 
 /// What a decoder found at the front of the unread bytes.
