@@ -149,6 +149,10 @@ impl SlowScenario {
             "512KiB",
             "--slow-consumer",
             policy,
+            // The slow one reads nothing for all of phase one, which a loaded machine
+            // can stretch past the default 30 s: the write timeout is not under test.
+            "--write-timeout",
+            "off",
         ]);
         let slow = daemon.connect();
         let fast: Vec<TcpStream> = (0..20).map(|_| daemon.connect()).collect();
