@@ -207,3 +207,48 @@ fn quiet_connections_give_back_their_read_buffers_and_keep_half_frames() {
         "a half-received frame's buffer was released"
     );
 }
+
+#[test]
+fn tiny_frames_queued_for_a_slow_reader_do_not_pin_large_buffers() {
+    // A client that does not read its echoes, so each new echo waits in the queue.
+    // Every cycle, a skipped overlong line grows the read buffer past 1 MiB, then a
+    // 2-byte frame is cut from that buffer and queued. Were it split off without a
+    // copy, each of those 2 bytes would keep its megabyte buffer alive.
+    let mut daemon = Daemon::start(&[
+        "--framing",
+        "line",
+        "--oversize",
+        "skip",
+        "--max-frame",
+        "1MiB",
+        "--max-output",
+        "64MiB",
+        "--write-timeout",
+        "off",
+    ]);
+    let mut client = daemon.connect();
+    let mut line = vec![b'y'; 999];
+    line.push(b'\n');
+    // Fill the sockets' buffers so echoes queue in the daemon from now on.
+    let filled = write_until_blocked(&mut client, &line.repeat(64), 8 << 20);
+    assert!(filled > 0);
+    thread::sleep(std::time::Duration::from_millis(300));
+    let before = daemon.rss_kib();
+    let mut overlong = vec![b'x'; (1 << 20) + 1];
+    overlong.extend_from_slice(b"\nt\n");
+    for _ in 0..40 {
+        client.write_all(&overlong).unwrap();
+        thread::sleep(std::time::Duration::from_millis(10));
+    }
+    thread::sleep(std::time::Duration::from_millis(300));
+    let after = daemon.rss_kib();
+    assert!(
+        after < before + (16 << 10),
+        "RSS grew from {before} KiB to {after} KiB for 80 queued bytes"
+    );
+    // The daemon still serves; the queue is intact and in order.
+    let mut other = daemon.connect();
+    echo_roundtrip(&mut other, b"still here\n");
+    drop(client);
+    daemon.assert_alive();
+}

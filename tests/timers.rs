@@ -81,6 +81,38 @@ fn a_slow_frame_that_completes_in_time_is_echoed() {
 }
 
 #[test]
+fn a_half_frame_left_by_a_backpressured_read_stays_on_the_clock() {
+    // The read that completes a 16 MiB frame (more than the socket takes at once, so
+    // reading pauses) also brings the first bytes of the next frame and empties the
+    // socket. Once the echo is read and reading resumes, that half frame is still on
+    // the frame clock, though no byte arrives to restart it.
+    let daemon = Daemon::start(&[
+        "--frame-timeout",
+        "1s",
+        "--max-output",
+        "64KiB",
+        "--max-frame",
+        "32MiB",
+    ]);
+    let mut client = daemon.connect();
+    let addr = client.local_addr().unwrap();
+    let big = frame_u32be(&vec![b'b'; 16 << 20]);
+    let (head, tail) = big.split_at(big.len() - 100);
+    let mut last = tail.to_vec();
+    last.extend_from_slice(&frame_u32be(b"0123456789")[..8]);
+    let mut writer = client.try_clone().unwrap();
+    let head = head.to_vec();
+    let sender = thread::spawn(move || {
+        writer.write_all(&head).unwrap();
+        // One write: the end of the big frame and the start of the next arrive together.
+        writer.write_all(&last).unwrap();
+    });
+    assert!(common::read_n(&mut client, big.len()) == big);
+    sender.join().unwrap();
+    daemon.wait_for_log(&format!("{addr}: closed (frame timeout"));
+}
+
+#[test]
 fn writer_that_never_reads_is_closed_by_the_write_timeout() {
     let daemon = Daemon::start(&["--write-timeout", "500ms", "--max-output", "64KiB"]);
     let mut good = daemon.connect();

@@ -11,6 +11,11 @@ use bytes::{Buf, Bytes};
 /// queued runs, well under Linux's `IOV_MAX` of 1024.
 const MAX_SLICES: usize = 64;
 
+/// What a queued chunk costs besides its bytes (its `Bytes` handle in the queue, its
+/// share of a refcount), counted against the output cap: a flood of tiny frames must
+/// not hold many times the cap in bookkeeping.
+pub const CHUNK_COST: usize = 64;
+
 /// Bytes waiting to be written, in order.
 #[derive(Debug, Default)]
 pub struct Output {
@@ -32,6 +37,12 @@ impl Output {
     /// Bytes queued and not yet written.
     pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// What the queue holds in memory, as the output cap counts it: its bytes plus
+    /// [`CHUNK_COST`] per chunk.
+    pub fn footprint(&self) -> usize {
+        self.len + self.queue.len() * CHUNK_COST
     }
 
     /// True when nothing is waiting to be written.
@@ -167,6 +178,18 @@ mod tests {
         assert_eq!(out.write_to(&mut w).unwrap(), 8);
         assert_eq!(out.len(), 3);
         assert_eq!(w.out, b"hello wo");
+    }
+
+    #[test]
+    fn the_footprint_counts_each_chunk_besides_its_bytes() {
+        let mut out = Output::default();
+        assert_eq!(out.footprint(), 0);
+        for _ in 0..1000 {
+            out.push(Bytes::from_static(b"tiny"));
+        }
+        out.push(Bytes::new()); // nothing queued, nothing counted
+        assert_eq!(out.len(), 4000);
+        assert_eq!(out.footprint(), 4000 + 1000 * CHUNK_COST);
     }
 
     #[test]

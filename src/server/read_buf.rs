@@ -23,6 +23,12 @@ pub const MIN_CHUNK: usize = 16 << 10;
 pub const MAX_CHUNK: usize = 256 << 10;
 /// An empty buffer with more capacity than this (left by a large frame) is released.
 const RELEASE_ABOVE: usize = 4 * MAX_CHUNK;
+/// A `Bytes` split off the buffer keeps the buffer's whole allocation alive for as
+/// long as it waits in some output queue. So only a run of at least 1/`PIN_RATIO` of
+/// the allocation is split off without copying; a smaller one is copied out, and a few
+/// bytes queued for a slow reader never pin a buffer of hundreds of KiB. Queued output
+/// thus holds at most this many times its length in memory.
+const PIN_RATIO: usize = 4;
 
 /// Received bytes not yet framed, and room to receive more.
 #[derive(Debug)]
@@ -38,6 +44,9 @@ pub struct ReadBuf {
     chunk: usize,
     /// The most bytes ever worth holding: one pending frame plus one chunk.
     limit: usize,
+    /// Bytes split off the front of `buf` since its allocation was made: with
+    /// `buf.capacity()`, the size of that allocation.
+    carved: usize,
 }
 
 impl ReadBuf {
@@ -49,6 +58,7 @@ impl ReadBuf {
             end: 0,
             chunk: MIN_CHUNK,
             limit: max_pending.saturating_add(MAX_CHUNK),
+            carved: 0,
         }
     }
 
@@ -82,14 +92,20 @@ impl ReadBuf {
         Ok((n, n == full))
     }
 
-    /// Removes the first `n` unconsumed bytes and returns them, without copying. Their
-    /// memory now belongs to the `Bytes`.
+    /// Removes the first `n` unconsumed bytes and returns them: without copying (their
+    /// memory now belongs to the `Bytes`) if they are a large enough share of the
+    /// buffer, copied out otherwise (see [`PIN_RATIO`]).
     pub fn split(&mut self, n: usize) -> Bytes {
+        let n = n.min(self.end - self.start);
+        if n.saturating_mul(PIN_RATIO) < self.carved + self.buf.capacity() {
+            let taken = Bytes::copy_from_slice(&self.buf[self.start..self.start + n]);
+            self.discard(n);
+            return taken;
+        }
+        self.carved += self.start + n;
         self.buf.advance(self.start);
-        self.end -= self.start;
+        self.end -= self.start + n;
         self.start = 0;
-        let n = n.min(self.end);
-        self.end -= n;
         let taken = self.buf.split_to(n).freeze();
         self.release_if_oversized();
         taken
@@ -131,6 +147,7 @@ impl ReadBuf {
         self.buf = BytesMut::new();
         self.start = 0;
         self.end = 0;
+        self.carved = 0;
     }
 
     /// Makes room after the unconsumed bytes: first by moving them to the front over
@@ -149,7 +166,13 @@ impl ReadBuf {
         self.buf.truncate(self.end);
         let ceiling = self.limit.saturating_sub(self.end).max(MIN_CHUNK);
         let want = self.chunk.max(self.end).min(ceiling);
+        let at = self.buf.as_ptr();
         self.buf.reserve(want);
+        if self.buf.as_ptr() != at {
+            // A new allocation, or the old one reclaimed whole: either way `buf` now
+            // starts at its beginning.
+            self.carved = 0;
+        }
         self.buf.resize(self.end + want, 0);
     }
 }
@@ -189,6 +212,37 @@ mod tests {
         out.extend_from_slice(&buf.split(usize::MAX));
         assert_eq!(out, data);
         assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn a_small_run_is_copied_out_and_a_large_one_split_off() {
+        let data = vec![5u8; 3 << 20];
+        let mut src = Trickle {
+            data: &data,
+            step: usize::MAX,
+        };
+        let mut buf = ReadBuf::new(4 << 20);
+        while buf.data().len() < data.len() {
+            buf.read_from(&mut src).unwrap();
+        }
+        // A few bytes must not keep megabytes alive: they are copied.
+        let front = buf.data().as_ptr();
+        let small = buf.split(100);
+        assert_ne!(small.as_ptr(), front);
+        // A quarter of the allocation or more is split off where it lies.
+        let allocation = buf.carved + buf.buf.capacity();
+        let front = buf.data().as_ptr();
+        let large = buf.split(allocation / 4);
+        assert_eq!(large.as_ptr(), front);
+        // What remains is a smaller share of the same allocation: copied again.
+        let front = buf.data().as_ptr();
+        assert_ne!(buf.split(allocation / 8).as_ptr(), front);
+        assert_eq!(buf.carved + buf.buf.capacity(), allocation);
+        let rest = buf.split(usize::MAX);
+        assert_eq!(
+            small.len() + large.len() + allocation / 8 + rest.len(),
+            data.len()
+        );
     }
 
     #[test]

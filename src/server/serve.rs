@@ -12,6 +12,7 @@ use log::{debug, info, trace};
 use mio::Token;
 
 use super::connection::{Connection, Phase};
+use super::output::CHUNK_COST;
 use super::{interrupted, would_block, Server};
 use crate::mode::{Offer, SlowConsumer};
 
@@ -227,7 +228,8 @@ impl Server {
             if key == from || conn.phase != Phase::Open {
                 continue;
             }
-            match policy.offer(frames.len(), conn.output.len(), cap, conn.dropping) {
+            let cost = frames.len() + CHUNK_COST;
+            match policy.offer(cost, conn.output.footprint(), cap, conn.dropping) {
                 Offer::Queue => {
                     conn.output.push(frames.clone());
                     mark(&mut self.dirty, &mut conn.in_dirty, key);
@@ -263,7 +265,7 @@ impl Server {
             return;
         };
         conn.output.push(frames);
-        if conn.output.len() > self.config.max_output {
+        if conn.output.footprint() > self.config.max_output {
             conn.paused = true;
         }
         mark(&mut self.dirty, &mut conn.in_dirty, key);
@@ -311,15 +313,22 @@ impl Server {
             (false, false) => stalled.or(Some(now)),
         };
         let mut rearm = stalled.is_none() && conn.clock.write_stalled.is_some();
-        if conn.dropping && SlowConsumer::resumes(conn.output.len(), self.config.max_output) {
+        let footprint = conn.output.footprint();
+        if conn.dropping && SlowConsumer::resumes(footprint, self.config.max_output) {
             debug!(
                 "{}: caught up after {} skipped frames",
                 conn.peer, conn.dropped
             );
             conn.dropping = false;
         }
-        if conn.paused && conn.output.len() <= self.config.max_output / 2 {
+        if conn.paused && footprint <= self.config.max_output / 2 {
             conn.paused = false;
+            // The frame clock stopped while we were not reading; a frame left half
+            // received starts it again now, whether or not more bytes come.
+            if conn.is_mid_frame() && conn.clock.frame_started.is_none() {
+                conn.clock.frame_started = Some(now);
+                rearm = true;
+            }
             if conn.readable {
                 mark(&mut self.ready, &mut conn.in_ready, key);
             }
