@@ -565,6 +565,17 @@ fn payloads_too_small_for_the_integrity_header_are_a_usage_error() {
 }
 
 #[test]
+fn durations_too_long_to_add_up_are_a_usage_error() {
+    let run = run_bench(&["127.0.0.1:9", "-t", "1e19", "--warmup", "1e19"]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(run.stderr.contains("'--warmup'"), "{}", run.stderr);
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    let run = run_bench(&["127.0.0.1:9", "-t", "1e19", "--warmup", "1"]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(run.stderr.contains("'--duration'"), "{}", run.stderr);
+}
+
+#[test]
 fn ctrl_c_ends_the_run_early_with_a_summary_of_what_was_measured() {
     let daemon = Daemon::start(&[]);
     let addr = daemon.addr.to_string();

@@ -299,7 +299,19 @@ impl BenchConfig {
             }
         }
         check_count("--threads", self.threads, 1024)?;
-        if self.duration.is_zero() || self.duration + self.warmup > MAX_DURATION {
+        if self.warmup > MAX_DURATION {
+            return Err(ConfigError::OutOfRange {
+                flag: "--warmup",
+                value: format!("{:?}", self.warmup),
+                why: format!("must be at most {} s", MAX_DURATION.as_secs()),
+            });
+        }
+        // Checked: both come from the command line, and their sum can overflow.
+        let too_long = match self.duration.checked_add(self.warmup) {
+            Some(total) => total > MAX_DURATION,
+            None => true,
+        };
+        if self.duration.is_zero() || too_long {
             return Err(ConfigError::OutOfRange {
                 flag: "--duration",
                 value: format!("{:?}", self.duration),
@@ -531,6 +543,22 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("--subscribers"));
+    }
+
+    #[test]
+    fn durations_too_long_to_add_are_a_usage_error_naming_the_flag() {
+        let huge = Duration::from_secs_f64(1e19);
+        let mut c = config();
+        c.duration = huge;
+        c.warmup = huge;
+        assert!(c.validate().unwrap_err().to_string().contains("--warmup"));
+        c.warmup = MAX_DURATION;
+        assert!(c.validate().unwrap_err().to_string().contains("--duration"));
+        c.duration = Duration::MAX;
+        assert!(c.validate().unwrap_err().to_string().contains("--duration"));
+        c.duration = Duration::from_secs(1);
+        c.warmup = MAX_DURATION - Duration::from_secs(1);
+        assert_eq!(c.validate(), Ok(()));
     }
 
     #[test]
