@@ -576,6 +576,18 @@ fn durations_too_long_to_add_up_are_a_usage_error() {
 }
 
 #[test]
+fn a_connect_rate_too_slow_to_ever_finish_is_a_usage_error() {
+    // A listener, so that the first connection succeeds and the second one's pacing is
+    // what the run trips on.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let run = run_bench(&[&addr, "--connect-rate", "1e-20", "-c", "2"]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(run.stderr.contains("'--connect-rate'"), "{}", run.stderr);
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+}
+
+#[test]
 fn ctrl_c_ends_the_run_early_with_a_summary_of_what_was_measured() {
     let daemon = Daemon::start(&[]);
     let addr = daemon.addr.to_string();

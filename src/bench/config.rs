@@ -297,6 +297,19 @@ impl BenchConfig {
                     why: "must be a positive number of connections per second".into(),
                 });
             }
+            // Connecting is part of the run, and is bounded like the rest of it.
+            let pacing = self.scenario.connections().saturating_sub(1) as f64 / rate;
+            if pacing > MAX_DURATION.as_secs_f64() {
+                return Err(ConfigError::OutOfRange {
+                    flag: "--connect-rate",
+                    value: rate.to_string(),
+                    why: format!(
+                        "opening {} connections at that rate takes more than {} s",
+                        self.scenario.connections(),
+                        MAX_DURATION.as_secs()
+                    ),
+                });
+            }
         }
         check_count("--threads", self.threads, 1024)?;
         if self.warmup > MAX_DURATION {
@@ -558,6 +571,23 @@ mod tests {
         assert!(c.validate().unwrap_err().to_string().contains("--duration"));
         c.duration = Duration::from_secs(1);
         c.warmup = MAX_DURATION - Duration::from_secs(1);
+        assert_eq!(c.validate(), Ok(()));
+    }
+
+    #[test]
+    fn a_connect_rate_too_slow_to_finish_is_a_usage_error() {
+        let mut c = config();
+        c.connect_rate = Some(1e-20);
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("--connect-rate"));
+        // One connection needs no pacing at all.
+        c.scenario = Scenario::Echo { connections: 1 };
+        assert_eq!(c.validate(), Ok(()));
+        c.scenario = Scenario::Echo { connections: 50 };
+        c.connect_rate = Some(0.01);
         assert_eq!(c.validate(), Ok(()));
     }
 

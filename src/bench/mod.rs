@@ -424,7 +424,12 @@ fn connect_all(
     let mut streams = Vec::with_capacity(order.len());
     for (n, (id, role)) in order.into_iter().enumerate() {
         if let Some(rate) = config.connect_rate {
-            let due = started + Duration::from_secs_f64(n as f64 / rate);
+            // Validation bounds the pacing; should it not have, wait the longest run
+            // rather than panic on the conversion or the addition.
+            let delay = Duration::try_from_secs_f64(n as f64 / rate)
+                .unwrap_or(config::MAX_DURATION)
+                .min(config::MAX_DURATION);
+            let due = started.checked_add(delay).unwrap_or(started);
             while !interrupt.load(Ordering::Relaxed) && Instant::now() < due {
                 thread::sleep(
                     due.saturating_duration_since(Instant::now())
