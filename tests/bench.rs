@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
-use common::{run_bench, run_bench_with, BenchRun, Daemon};
+use common::{run_bench, run_bench_under_ulimit, run_bench_with, BenchRun, Daemon};
 
 /// Asserts a clean run: exit 0, frames received, no errors of any kind.
 fn assert_clean(run: &BenchRun) {
@@ -319,6 +319,62 @@ fn raw_messages_realign_after_bytes_go_missing() {
         "{}",
         run.stdout
     );
+}
+
+/// A threaded echo server that sends every byte back as it comes, whatever the framing.
+fn start_echo() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut reader) = stream else { return };
+            thread::spawn(move || {
+                reader.set_nodelay(true).unwrap();
+                let Ok(mut writer) = reader.try_clone() else {
+                    return;
+                };
+                let _ = std::io::copy(&mut reader, &mut writer);
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_deep_window_of_large_frames_is_not_encoded_all_at_once() {
+    // 4 x 65536 x 64 KiB is 16 GiB of frames in flight; under a 2 GiB address-space
+    // limit the bench must still run, keeping the window full as the socket allows.
+    let addr = start_echo().to_string();
+    let deep = [
+        "--json",
+        "--duration",
+        "0.5",
+        "--warmup",
+        "0",
+        "-s",
+        "64KiB",
+        "-d",
+        "65536",
+    ];
+    let mut args = vec![addr.as_str(), "-c", "4"];
+    args.extend_from_slice(&deep);
+    let run = run_bench_under_ulimit("-v 2097152", &args);
+    assert_clean(&run);
+
+    // A broadcast publisher's window likewise.
+    let addr = start_relay().to_string();
+    let mut args = vec![
+        addr.as_str(),
+        "--scenario",
+        "broadcast",
+        "--publishers",
+        "1",
+        "--subscribers",
+        "1",
+    ];
+    args.extend_from_slice(&deep);
+    let run = run_bench_under_ulimit("-v 2097152", &args);
+    assert_clean(&run);
 }
 
 /// A threaded u32be relay: every frame goes to every other client, as broadcast mode
