@@ -377,6 +377,68 @@ fn a_deep_window_of_large_frames_is_not_encoded_all_at_once() {
     assert_clean(&run);
 }
 
+/// A u32be echo server that echoes `frames` frames on each connection, the last one in
+/// the same segment as its FIN (corked, then shut down), and then reads and discards
+/// whatever comes until the client closes.
+fn start_fin_with_data(frames: usize) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            thread::spawn(move || {
+                stream.set_nodelay(true).unwrap();
+                for n in 1..=frames {
+                    let mut header = [0u8; 4];
+                    if stream.read_exact(&mut header).is_err() {
+                        return;
+                    }
+                    let mut frame = header.to_vec();
+                    frame.resize(4 + u32::from_be_bytes(header) as usize, 0);
+                    if stream.read_exact(&mut frame[4..]).is_err() {
+                        return;
+                    }
+                    if n == frames {
+                        // Held back until the FIN joins it: one segment, one event.
+                        socket2::SockRef::from(&stream).set_tcp_cork(true).unwrap();
+                    }
+                    if stream.write_all(&frame).is_err() {
+                        return;
+                    }
+                }
+                let _ = stream.shutdown(std::net::Shutdown::Write);
+                let _ = std::io::copy(&mut stream, &mut std::io::sink());
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_close_that_arrives_with_the_last_data_is_seen() {
+    // Without a second read the close goes unseen: the connection stays "up" and
+    // the frame sent after the last reply is unanswered (exit 3, not 1).
+    let addr = start_fin_with_data(50).to_string();
+    let run = run_bench(&[
+        &addr,
+        "--json",
+        "--duration",
+        "3",
+        "--warmup",
+        "0",
+        "-c",
+        "1",
+    ]);
+    assert_eq!(run.code, Some(1), "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("every connection closed"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.number("connections_closed"), 1.0, "{}", run.stdout);
+    assert_eq!(run.number("unanswered"), 0.0, "{}", run.stdout);
+}
+
 /// A threaded u32be relay: every frame goes to every other client, as broadcast mode
 /// does.
 fn start_relay() -> SocketAddr {

@@ -81,6 +81,10 @@ pub struct Conn {
     out: BytesMut,
     /// Whether the socket is registered for `WRITABLE` (only while output is pending).
     wants_write: bool,
+    /// The poller reported the peer's end of stream (or an error): no further event
+    /// will come, so a short read proves nothing and reading goes on until the socket
+    /// says end of stream, `WouldBlock` or error.
+    read_closed: bool,
     /// Frames generated so far: the next sequence number.
     pub sent: u64,
     /// Echo: this connection's own frames coming back. Broadcast: unused.
@@ -115,6 +119,7 @@ impl Conn {
             pending: Vec::new(),
             out: BytesMut::new(),
             wants_write: false,
+            read_closed: false,
             sent: 0,
             echo: SeqWindow::starting_at(0),
             sources,
@@ -249,6 +254,12 @@ impl Conn {
         Ok(())
     }
 
+    /// Notes that the poller reported the peer's end of stream or an error on this
+    /// socket: the next reads go on until the socket itself reports it.
+    pub fn mark_read_closed(&mut self) {
+        self.read_closed = true;
+    }
+
     /// Reads until drained, closed or `budget` bytes, verifying every complete frame.
     /// `shared` is the thread's read buffer; `clock` gives the time of each read in ns
     /// since the epoch (one clock read per read call, not per frame).
@@ -280,10 +291,11 @@ impl Conn {
                     };
                     return ReadEnd::Closed(Closed::ByServer(why));
                 }
-                Ok((n, room)) if n < room => {
+                Ok((n, room)) if n < room && !self.read_closed => {
                     // Edge-triggered readiness: a short read emptied the socket, and
                     // anything arriving later raises a new event (tokio relies on the
-                    // same), so the WouldBlock read is not worth a syscall.
+                    // same), so the WouldBlock read is not worth a syscall. Not so when
+                    // the FIN or reset came with this event: it raises no other.
                     return ReadEnd::Drained;
                 }
                 Ok((n, _)) => {

@@ -318,6 +318,9 @@ impl Worker {
                 if event.token() == WAKER || i >= self.conns.len() || !self.conns[i].open {
                     continue; // a wake-up, or a spurious event for a closed connection
                 }
+                if event.is_read_closed() || event.is_error() {
+                    self.conns[i].mark_read_closed();
+                }
                 if event.is_readable() || event.is_read_closed() || event.is_error() {
                     self.on_readable(i, measuring);
                 }
