@@ -9,7 +9,7 @@ mod common;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 
 use common::{run_bench, run_bench_under_ulimit, run_bench_with, BenchRun, Daemon};
@@ -437,6 +437,79 @@ fn a_close_that_arrives_with_the_last_data_is_seen() {
     );
     assert_eq!(run.number("connections_closed"), 1.0, "{}", run.stdout);
     assert_eq!(run.number("unanswered"), 0.0, "{}", run.stdout);
+}
+
+/// A u32be echo server that also hands the second connection a copy of the first
+/// connection's first frame (after the second one's frame 10), and drops the second
+/// connection's own frame 50.
+fn start_misdeliverer() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let first: Arc<(Mutex<Option<Vec<u8>>>, Condvar)> = Arc::default();
+    thread::spawn(move || {
+        for (id, stream) in listener.incoming().enumerate() {
+            let Ok(mut stream) = stream else { return };
+            let first = Arc::clone(&first);
+            thread::spawn(move || {
+                stream.set_nodelay(true).unwrap();
+                for n in 0.. {
+                    let mut header = [0u8; 4];
+                    if stream.read_exact(&mut header).is_err() {
+                        return;
+                    }
+                    let mut frame = header.to_vec();
+                    frame.resize(4 + u32::from_be_bytes(header) as usize, 0);
+                    if stream.read_exact(&mut frame[4..]).is_err() {
+                        return;
+                    }
+                    let (slot, ready) = &*first;
+                    if id == 0 && n == 0 {
+                        *slot.lock().unwrap() = Some(frame.clone());
+                        ready.notify_all();
+                    }
+                    if id == 1 && n == 10 {
+                        let (copy, _) = ready
+                            .wait_timeout_while(slot.lock().unwrap(), common::TIMEOUT, |copy| {
+                                copy.is_none()
+                            })
+                            .unwrap();
+                        let copy = copy.clone().expect("the first connection's first frame");
+                        if stream.write_all(&copy).is_err() {
+                            return;
+                        }
+                    }
+                    if id == 1 && n == 50 {
+                        continue;
+                    }
+                    if stream.write_all(&frame).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_misdelivered_frame_does_not_hide_a_lost_one() {
+    let addr = start_misdeliverer().to_string();
+    let run = run_bench(&[
+        &addr,
+        "--json",
+        "--duration",
+        "1",
+        "--warmup",
+        "0",
+        "-c",
+        "2",
+        "-d",
+        "4",
+    ]);
+    assert_eq!(run.code, Some(3), "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(run.number("misdelivered"), 1.0, "{}", run.stdout);
+    assert_eq!(run.number("lost"), 1.0, "{}", run.stdout);
+    assert_eq!(run.number("total"), 2.0, "{}", run.stdout);
 }
 
 /// A threaded u32be relay: every frame goes to every other client, as broadcast mode
