@@ -512,6 +512,69 @@ fn a_misdelivered_frame_does_not_hide_a_lost_one() {
     assert_eq!(run.number("total"), 2.0, "{}", run.stdout);
 }
 
+/// A u32be echo server that holds frame `held` of each connection back and sends it
+/// right after frame `held + by`.
+fn start_late(held: usize, by: usize) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            thread::spawn(move || {
+                stream.set_nodelay(true).unwrap();
+                let mut kept = Vec::new();
+                for n in 0.. {
+                    let mut header = [0u8; 4];
+                    if stream.read_exact(&mut header).is_err() {
+                        return;
+                    }
+                    let mut frame = header.to_vec();
+                    frame.resize(4 + u32::from_be_bytes(header) as usize, 0);
+                    if stream.read_exact(&mut frame[4..]).is_err() {
+                        return;
+                    }
+                    if n == held {
+                        kept = frame;
+                        continue;
+                    }
+                    if stream.write_all(&frame).is_err() {
+                        return;
+                    }
+                    if n == held + by && stream.write_all(&kept).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_late_frame_is_counted_once_however_late() {
+    // 5 frames late: inside the tracker's window. 100 late: beyond it, where whether
+    // the frame was seen before is no longer known, but one hole is still open.
+    for by in ["5", "100"] {
+        let addr = start_late(10, by.parse().unwrap()).to_string();
+        let run = run_bench(&[
+            &addr,
+            "--json",
+            "--duration",
+            "1",
+            "--warmup",
+            "0",
+            "-c",
+            "1",
+            "-d",
+            "2",
+        ]);
+        assert_eq!(run.code, Some(3), "{by}: {}\n{}", run.stdout, run.stderr);
+        assert_eq!(run.number("reordered"), 1.0, "{by}: {}", run.stdout);
+        assert_eq!(run.number("lost"), 0.0, "{by}: {}", run.stdout);
+        assert_eq!(run.number("total"), 1.0, "{by}: {}", run.stdout);
+    }
+}
+
 /// A threaded u32be relay: every frame goes to every other client, as broadcast mode
 /// does.
 fn start_relay() -> SocketAddr {

@@ -467,7 +467,9 @@ impl Conn {
             },
         };
         let arrival = window.observe(header.seq);
-        stats.integrity.count(arrival, &mut self.unexplained);
+        stats
+            .integrity
+            .count(arrival, window, &mut self.unexplained);
         Some(header.stamp)
     }
 
