@@ -575,6 +575,85 @@ fn a_late_frame_is_counted_once_however_late() {
     }
 }
 
+/// A u32be echo server that answers the first `prompt` frames of a connection at once
+/// and holds every later reply until no frame has come for `quiet` (as at the end of a
+/// run), then sends the held ones in order: each of them at least `quiet` late.
+fn start_staller(prompt: usize, quiet: std::time::Duration) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            thread::spawn(move || {
+                stream.set_nodelay(true).unwrap();
+                let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+                let mut held = Vec::new();
+                for n in 0.. {
+                    if n == prompt {
+                        reader.get_ref().set_read_timeout(Some(quiet)).unwrap();
+                    }
+                    let mut header = [0u8; 4];
+                    match reader.read_exact(&mut header) {
+                        Ok(()) => {}
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                            ) =>
+                        {
+                            // Quiet: a frame never starts across a pause here (the
+                            // bench writes whole frames), so nothing was consumed.
+                            if stream.write_all(&std::mem::take(&mut held)).is_err() {
+                                return;
+                            }
+                            continue;
+                        }
+                        Err(_) => return,
+                    }
+                    let mut frame = header.to_vec();
+                    frame.resize(4 + u32::from_be_bytes(header) as usize, 0);
+                    if reader.read_exact(&mut frame[4..]).is_err() {
+                        return;
+                    }
+                    if n < prompt {
+                        if stream.write_all(&frame).is_err() {
+                            return;
+                        }
+                    } else {
+                        held.extend_from_slice(&frame);
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn open_loop_latency_counts_replies_that_come_back_in_the_drain() {
+    // Replies stall from frame 100 on and come back only once sending has stopped:
+    // after the measured window. They were sent inside it, so their latency (at least
+    // the 300 ms the server held them) is what the percentiles must show.
+    let quiet = std::time::Duration::from_millis(300);
+    let addr = start_staller(100, quiet).to_string();
+    let run = run_bench(&[
+        &addr,
+        "--json",
+        "--duration",
+        "1",
+        "--warmup",
+        "0",
+        "-c",
+        "1",
+        "--rate",
+        "1000",
+    ]);
+    assert_clean(&run);
+    let held_us = quiet.as_micros() as f64;
+    assert!(run.number("max") >= held_us, "{}", run.stdout);
+    assert!(run.number("p50") >= held_us, "{}", run.stdout);
+}
+
 /// A threaded u32be relay: every frame goes to every other client, as broadcast mode
 /// does.
 fn start_relay() -> SocketAddr {

@@ -375,6 +375,10 @@ impl Conn {
         let mut all = 0u64;
         let mut run = (0u64, 0u64);
         let mut broken = None;
+        // Latency counts by when a frame was (meant to be) sent, not when it came back:
+        // a reply held up past the end of the window still counts, in the drain too,
+        // or a stall at the end would vanish from the percentiles.
+        let window = plan.stamp_window();
         while used < data.len() {
             if let (true, Some(size)) = (self.realigning, plan.realign) {
                 let found = find_payload(&data[used..], size, plan);
@@ -414,6 +418,8 @@ impl Conn {
             if measuring {
                 frames += 1;
                 stats.bytes_received += n as u64;
+            }
+            if window.contains(&stamp) {
                 // Frames sent in one batch share a stamp, and those read in one batch
                 // share `now`: record runs of equal latencies at once.
                 let latency = now.saturating_sub(stamp).max(1);

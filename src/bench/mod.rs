@@ -21,7 +21,8 @@
 //!    at `--connect-rate` if given. Any failure ends the run: the target is wrong.
 //! 2. Hand the connections round-robin to `--threads` workers and start the clock.
 //!    Warmup, then the measured window: only frames received in it count towards
-//!    rates and latency; errors count throughout.
+//!    rates, only frames sent in it (by their stamp) towards latency, even when they
+//!    come back in the drain; errors count throughout.
 //! 3. At the end, stop sending and drain until nothing arrives for [`DRAIN`] (time the
 //!    bench itself was stalled does not count); what has not come back
 //!    by then is unanswered. Meanwhile this thread prints a progress line each second

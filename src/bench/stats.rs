@@ -129,7 +129,9 @@ pub struct Stats {
     pub integrity: Integrity,
     /// Connection errors.
     pub connections: ConnectionErrors,
-    /// Latency of every frame received inside the window, in nanoseconds.
+    /// Latency of every frame sent inside the window (by its stamp: in the open loop,
+    /// its intended send time), whenever it came back, the drain included; in
+    /// nanoseconds.
     pub latency: Histogram<u64>,
 }
 

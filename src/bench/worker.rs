@@ -126,6 +126,12 @@ impl Plan {
     pub fn is_measuring(&self, now: Instant) -> bool {
         now >= self.warm_end && now < self.end()
     }
+
+    /// The stamps (ns from the epoch) of frames whose latency counts: those sent, or
+    /// in the open loop due, between the end of the warmup and the end of the run.
+    pub fn stamp_window(&self) -> std::ops::Range<u64> {
+        self.ns(self.warm_end)..self.ns(self.end())
+    }
 }
 
 /// Broadcast flow control across threads: how far each publisher's frames have got.
