@@ -657,6 +657,11 @@ fn open_loop_latency_counts_replies_that_come_back_in_the_drain() {
 /// A threaded u32be relay: every frame goes to every other client, as broadcast mode
 /// does.
 fn start_relay() -> SocketAddr {
+    start_relay_dropping(0)
+}
+
+/// Like [`start_relay`], but the first `first` frames of each sender reach nobody.
+fn start_relay_dropping(first: usize) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let clients: Arc<Mutex<Vec<(usize, TcpStream)>>> = Arc::default();
@@ -669,19 +674,24 @@ fn start_relay() -> SocketAddr {
                 .unwrap()
                 .push((id, reader.try_clone().unwrap()));
             let clients = Arc::clone(&clients);
-            thread::spawn(move || loop {
-                let mut header = [0u8; 4];
-                if reader.read_exact(&mut header).is_err() {
-                    return;
-                }
-                let mut frame = header.to_vec();
-                frame.resize(4 + u32::from_be_bytes(header) as usize, 0);
-                if reader.read_exact(&mut frame[4..]).is_err() {
-                    return;
-                }
-                for (other, stream) in clients.lock().unwrap().iter_mut() {
-                    if *other != id {
-                        let _ = stream.write_all(&frame);
+            thread::spawn(move || {
+                for n in 0.. {
+                    let mut header = [0u8; 4];
+                    if reader.read_exact(&mut header).is_err() {
+                        return;
+                    }
+                    let mut frame = header.to_vec();
+                    frame.resize(4 + u32::from_be_bytes(header) as usize, 0);
+                    if reader.read_exact(&mut frame[4..]).is_err() {
+                        return;
+                    }
+                    if n < first {
+                        continue;
+                    }
+                    for (other, stream) in clients.lock().unwrap().iter_mut() {
+                        if *other != id {
+                            let _ = stream.write_all(&frame);
+                        }
                     }
                 }
             });
@@ -713,6 +723,33 @@ fn broadcast_scenario_checks_every_delivery() {
     assert_eq!(run.number("subscribers"), 5.0);
     // Every frame sent reaches five subscribers.
     assert!(run.number("frames_received") >= run.number("frames_sent"));
+}
+
+#[test]
+fn broadcast_frames_lost_at_the_start_of_a_stream_are_counted() {
+    // The relay passes on none of a publisher's first three frames. Subscribers are
+    // there before any publisher, so they know each stream starts at 0: three lost
+    // for each of the two subscribers.
+    let addr = start_relay_dropping(3).to_string();
+    let run = run_bench(&[
+        &addr,
+        "--json",
+        "--scenario",
+        "broadcast",
+        "--publishers",
+        "1",
+        "--subscribers",
+        "2",
+        "--depth",
+        "8",
+        "--duration",
+        "0.5",
+        "--warmup",
+        "0",
+    ]);
+    assert_eq!(run.code, Some(3), "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(run.number("lost"), 6.0, "{}", run.stdout);
+    assert_eq!(run.number("total"), 6.0, "{}", run.stdout);
 }
 
 #[test]

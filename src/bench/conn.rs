@@ -89,7 +89,8 @@ pub struct Conn {
     pub sent: u64,
     /// Echo: this connection's own frames coming back. Broadcast: unused.
     echo: SeqWindow,
-    /// Broadcast: each publisher's frames, indexed by publisher id.
+    /// Broadcast: each publisher's frames, indexed by publisher id (from 0 for a
+    /// subscriber; from the first one seen for a publisher).
     pub sources: Vec<SeqWindow>,
     /// Corrupted frames not yet matched with the gap they leave in a sequence.
     unexplained: u64,
@@ -107,7 +108,15 @@ impl Conn {
     pub fn new(stream: TcpStream, token: Token, id: u32, role: Role, plan: &Plan) -> Conn {
         let sources = match role {
             Role::Echo => Vec::new(),
-            _ => vec![SeqWindow::unstarted(); plan.publishers],
+            // Subscribers connect before any publisher, so a server that accepts in
+            // order (framecast does, from one queue, and delivers to a connection from
+            // the moment it accepts it) delivers them every frame: each stream starts
+            // at 0, and frames lost at its very start count.
+            Role::Subscriber => vec![SeqWindow::starting_at(0); plan.publishers],
+            // A publisher may be accepted after another publisher's first frames went
+            // out, and gets its own back only with `--echo-self`: it takes the first
+            // number it sees as the start.
+            Role::Publisher => vec![SeqWindow::unstarted(); plan.publishers],
         };
         Conn {
             stream,
