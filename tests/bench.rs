@@ -958,6 +958,21 @@ fn a_connect_rate_too_slow_to_ever_finish_is_a_usage_error() {
 }
 
 #[test]
+fn too_many_publishers_are_a_usage_error() {
+    let run = run_bench(&[
+        "127.0.0.1:9",
+        "--scenario",
+        "broadcast",
+        "--publishers",
+        "100000",
+        "--subscribers",
+        "0",
+    ]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(run.stderr.contains("'--publishers'"), "{}", run.stderr);
+}
+
+#[test]
 fn ctrl_c_ends_the_run_early_with_a_summary_of_what_was_measured() {
     let daemon = Daemon::start(&[]);
     let addr = daemon.addr.to_string();

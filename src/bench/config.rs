@@ -21,6 +21,12 @@ pub const MAX_SIZE: usize = DEFAULT_MAX_FRAME;
 /// Most connections one run may open; far above what loopback tests need, low enough
 /// that a typo cannot exhaust the file descriptor table.
 pub const MAX_CONNECTIONS: usize = 100_000;
+/// Most broadcast publishers: every receiving connection tracks each one's sequence,
+/// and the flow-control board holds one slot per publisher and thread.
+pub const MAX_PUBLISHERS: usize = 1024;
+/// Most sequence windows a broadcast run may keep (connections x publishers, about 50
+/// bytes each): memory stays in the low hundreds of megabytes whatever the flags.
+pub const MAX_TRACKED: usize = 1 << 22;
 /// Most frames one connection may keep in flight.
 pub const MAX_DEPTH: usize = 1 << 20;
 /// Longest run, warmup included: a bench is bounded in time even when mistyped.
@@ -261,12 +267,25 @@ impl BenchConfig {
                 publishers,
                 subscribers,
             } => {
-                check_count("--publishers", publishers, MAX_CONNECTIONS)?;
+                check_count("--publishers", publishers, MAX_PUBLISHERS)?;
                 if publishers.saturating_add(subscribers) > MAX_CONNECTIONS {
                     return Err(ConfigError::OutOfRange {
                         flag: "--subscribers",
                         value: subscribers.to_string(),
                         why: format!("publishers + subscribers must be at most {MAX_CONNECTIONS}"),
+                    });
+                }
+                let tracked = publishers
+                    .saturating_add(subscribers)
+                    .saturating_mul(publishers);
+                if tracked > MAX_TRACKED {
+                    return Err(ConfigError::OutOfRange {
+                        flag: "--publishers",
+                        value: publishers.to_string(),
+                        why: format!(
+                            "every connection tracks every publisher: publishers x (publishers \
+                             + subscribers) must be at most {MAX_TRACKED}"
+                        ),
                     });
                 }
                 if publishers == 1 && subscribers == 0 {
@@ -589,6 +608,31 @@ mod tests {
         c.scenario = Scenario::Echo { connections: 50 };
         c.connect_rate = Some(0.01);
         assert_eq!(c.validate(), Ok(()));
+    }
+
+    #[test]
+    fn publishers_are_capped_and_so_is_what_receivers_track() {
+        let mut c = config();
+        c.scenario = Scenario::Broadcast {
+            publishers: 100_000,
+            subscribers: 0,
+        };
+        let error = c.validate().unwrap_err().to_string();
+        assert!(
+            error.contains("--publishers") && error.contains("1024"),
+            "{error}"
+        );
+        c.scenario = Scenario::Broadcast {
+            publishers: MAX_PUBLISHERS,
+            subscribers: 1000,
+        };
+        assert_eq!(c.validate(), Ok(()));
+        c.scenario = Scenario::Broadcast {
+            publishers: MAX_PUBLISHERS,
+            subscribers: 10_000,
+        };
+        let error = c.validate().unwrap_err().to_string();
+        assert!(error.contains("--publishers"), "{error}");
     }
 
     #[test]
