@@ -9,10 +9,10 @@ mod common;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 
-use common::{run_bench, run_bench_with, BenchRun, Daemon};
+use common::{run_bench, run_bench_under_ulimit, run_bench_with, BenchRun, Daemon};
 
 /// Asserts a clean run: exit 0, frames received, no errors of any kind.
 fn assert_clean(run: &BenchRun) {
@@ -321,9 +321,347 @@ fn raw_messages_realign_after_bytes_go_missing() {
     );
 }
 
+/// A threaded echo server that sends every byte back as it comes, whatever the framing.
+fn start_echo() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut reader) = stream else { return };
+            thread::spawn(move || {
+                reader.set_nodelay(true).unwrap();
+                let Ok(mut writer) = reader.try_clone() else {
+                    return;
+                };
+                let _ = std::io::copy(&mut reader, &mut writer);
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_deep_window_of_large_frames_is_not_encoded_all_at_once() {
+    // 4 x 65536 x 64 KiB is 16 GiB of frames in flight; under a 2 GiB address-space
+    // limit the bench must still run, keeping the window full as the socket allows.
+    let addr = start_echo().to_string();
+    let deep = [
+        "--json",
+        "--duration",
+        "0.5",
+        "--warmup",
+        "0",
+        "-s",
+        "64KiB",
+        "-d",
+        "65536",
+    ];
+    let mut args = vec![addr.as_str(), "-c", "4"];
+    args.extend_from_slice(&deep);
+    let run = run_bench_under_ulimit("-v 2097152", &args);
+    assert_clean(&run);
+
+    // A broadcast publisher's window likewise.
+    let addr = start_relay().to_string();
+    let mut args = vec![
+        addr.as_str(),
+        "--scenario",
+        "broadcast",
+        "--publishers",
+        "1",
+        "--subscribers",
+        "1",
+    ];
+    args.extend_from_slice(&deep);
+    let run = run_bench_under_ulimit("-v 2097152", &args);
+    assert_clean(&run);
+}
+
+/// A u32be echo server that echoes `frames` frames on each connection, the last one in
+/// the same segment as its FIN (corked, then shut down), and then reads and discards
+/// whatever comes until the client closes.
+fn start_fin_with_data(frames: usize) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            thread::spawn(move || {
+                stream.set_nodelay(true).unwrap();
+                for n in 1..=frames {
+                    let mut header = [0u8; 4];
+                    if stream.read_exact(&mut header).is_err() {
+                        return;
+                    }
+                    let mut frame = header.to_vec();
+                    frame.resize(4 + u32::from_be_bytes(header) as usize, 0);
+                    if stream.read_exact(&mut frame[4..]).is_err() {
+                        return;
+                    }
+                    if n == frames {
+                        // Held back until the FIN joins it: one segment, one event.
+                        socket2::SockRef::from(&stream).set_tcp_cork(true).unwrap();
+                    }
+                    if stream.write_all(&frame).is_err() {
+                        return;
+                    }
+                }
+                let _ = stream.shutdown(std::net::Shutdown::Write);
+                let _ = std::io::copy(&mut stream, &mut std::io::sink());
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_close_that_arrives_with_the_last_data_is_seen() {
+    // Without a second read the close goes unseen: the connection stays "up" and
+    // the frame sent after the last reply is unanswered (exit 3, not 1).
+    let addr = start_fin_with_data(50).to_string();
+    let run = run_bench(&[
+        &addr,
+        "--json",
+        "--duration",
+        "3",
+        "--warmup",
+        "0",
+        "-c",
+        "1",
+    ]);
+    assert_eq!(run.code, Some(1), "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("every connection closed"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.number("connections_closed"), 1.0, "{}", run.stdout);
+    assert_eq!(run.number("unanswered"), 0.0, "{}", run.stdout);
+}
+
+/// A u32be echo server that also hands the second connection a copy of the first
+/// connection's first frame (after the second one's frame 10), and drops the second
+/// connection's own frame 50.
+fn start_misdeliverer() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let first: Arc<(Mutex<Option<Vec<u8>>>, Condvar)> = Arc::default();
+    thread::spawn(move || {
+        for (id, stream) in listener.incoming().enumerate() {
+            let Ok(mut stream) = stream else { return };
+            let first = Arc::clone(&first);
+            thread::spawn(move || {
+                stream.set_nodelay(true).unwrap();
+                for n in 0.. {
+                    let mut header = [0u8; 4];
+                    if stream.read_exact(&mut header).is_err() {
+                        return;
+                    }
+                    let mut frame = header.to_vec();
+                    frame.resize(4 + u32::from_be_bytes(header) as usize, 0);
+                    if stream.read_exact(&mut frame[4..]).is_err() {
+                        return;
+                    }
+                    let (slot, ready) = &*first;
+                    if id == 0 && n == 0 {
+                        *slot.lock().unwrap() = Some(frame.clone());
+                        ready.notify_all();
+                    }
+                    if id == 1 && n == 10 {
+                        let (copy, _) = ready
+                            .wait_timeout_while(slot.lock().unwrap(), common::TIMEOUT, |copy| {
+                                copy.is_none()
+                            })
+                            .unwrap();
+                        let copy = copy.clone().expect("the first connection's first frame");
+                        if stream.write_all(&copy).is_err() {
+                            return;
+                        }
+                    }
+                    if id == 1 && n == 50 {
+                        continue;
+                    }
+                    if stream.write_all(&frame).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_misdelivered_frame_does_not_hide_a_lost_one() {
+    let addr = start_misdeliverer().to_string();
+    let run = run_bench(&[
+        &addr,
+        "--json",
+        "--duration",
+        "1",
+        "--warmup",
+        "0",
+        "-c",
+        "2",
+        "-d",
+        "4",
+    ]);
+    assert_eq!(run.code, Some(3), "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(run.number("misdelivered"), 1.0, "{}", run.stdout);
+    assert_eq!(run.number("lost"), 1.0, "{}", run.stdout);
+    assert_eq!(run.number("total"), 2.0, "{}", run.stdout);
+}
+
+/// A u32be echo server that holds frame `held` of each connection back and sends it
+/// right after frame `held + by`.
+fn start_late(held: usize, by: usize) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            thread::spawn(move || {
+                stream.set_nodelay(true).unwrap();
+                let mut kept = Vec::new();
+                for n in 0.. {
+                    let mut header = [0u8; 4];
+                    if stream.read_exact(&mut header).is_err() {
+                        return;
+                    }
+                    let mut frame = header.to_vec();
+                    frame.resize(4 + u32::from_be_bytes(header) as usize, 0);
+                    if stream.read_exact(&mut frame[4..]).is_err() {
+                        return;
+                    }
+                    if n == held {
+                        kept = frame;
+                        continue;
+                    }
+                    if stream.write_all(&frame).is_err() {
+                        return;
+                    }
+                    if n == held + by && stream.write_all(&kept).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_late_frame_is_counted_once_however_late() {
+    // 5 frames late: inside the tracker's window. 100 late: beyond it, where whether
+    // the frame was seen before is no longer known, but one hole is still open.
+    for by in ["5", "100"] {
+        let addr = start_late(10, by.parse().unwrap()).to_string();
+        let run = run_bench(&[
+            &addr,
+            "--json",
+            "--duration",
+            "1",
+            "--warmup",
+            "0",
+            "-c",
+            "1",
+            "-d",
+            "2",
+        ]);
+        assert_eq!(run.code, Some(3), "{by}: {}\n{}", run.stdout, run.stderr);
+        assert_eq!(run.number("reordered"), 1.0, "{by}: {}", run.stdout);
+        assert_eq!(run.number("lost"), 0.0, "{by}: {}", run.stdout);
+        assert_eq!(run.number("total"), 1.0, "{by}: {}", run.stdout);
+    }
+}
+
+/// A u32be echo server that answers the first `prompt` frames of a connection at once
+/// and holds every later reply until no frame has come for `quiet` (as at the end of a
+/// run), then sends the held ones in order: each of them at least `quiet` late.
+fn start_staller(prompt: usize, quiet: std::time::Duration) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            thread::spawn(move || {
+                stream.set_nodelay(true).unwrap();
+                let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+                let mut held = Vec::new();
+                for n in 0.. {
+                    if n == prompt {
+                        reader.get_ref().set_read_timeout(Some(quiet)).unwrap();
+                    }
+                    let mut header = [0u8; 4];
+                    match reader.read_exact(&mut header) {
+                        Ok(()) => {}
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                            ) =>
+                        {
+                            // Quiet: a frame never starts across a pause here (the
+                            // bench writes whole frames), so nothing was consumed.
+                            if stream.write_all(&std::mem::take(&mut held)).is_err() {
+                                return;
+                            }
+                            continue;
+                        }
+                        Err(_) => return,
+                    }
+                    let mut frame = header.to_vec();
+                    frame.resize(4 + u32::from_be_bytes(header) as usize, 0);
+                    if reader.read_exact(&mut frame[4..]).is_err() {
+                        return;
+                    }
+                    if n < prompt {
+                        if stream.write_all(&frame).is_err() {
+                            return;
+                        }
+                    } else {
+                        held.extend_from_slice(&frame);
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn open_loop_latency_counts_replies_that_come_back_in_the_drain() {
+    // Replies stall from frame 100 on and come back only once sending has stopped:
+    // after the measured window. They were sent inside it, so their latency (at least
+    // the 300 ms the server held them) is what the percentiles must show.
+    let quiet = std::time::Duration::from_millis(300);
+    let addr = start_staller(100, quiet).to_string();
+    let run = run_bench(&[
+        &addr,
+        "--json",
+        "--duration",
+        "1",
+        "--warmup",
+        "0",
+        "-c",
+        "1",
+        "--rate",
+        "1000",
+    ]);
+    assert_clean(&run);
+    let held_us = quiet.as_micros() as f64;
+    assert!(run.number("max") >= held_us, "{}", run.stdout);
+    assert!(run.number("p50") >= held_us, "{}", run.stdout);
+}
+
 /// A threaded u32be relay: every frame goes to every other client, as broadcast mode
 /// does.
 fn start_relay() -> SocketAddr {
+    start_relay_dropping(0)
+}
+
+/// Like [`start_relay`], but the first `first` frames of each sender reach nobody.
+fn start_relay_dropping(first: usize) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let clients: Arc<Mutex<Vec<(usize, TcpStream)>>> = Arc::default();
@@ -336,19 +674,24 @@ fn start_relay() -> SocketAddr {
                 .unwrap()
                 .push((id, reader.try_clone().unwrap()));
             let clients = Arc::clone(&clients);
-            thread::spawn(move || loop {
-                let mut header = [0u8; 4];
-                if reader.read_exact(&mut header).is_err() {
-                    return;
-                }
-                let mut frame = header.to_vec();
-                frame.resize(4 + u32::from_be_bytes(header) as usize, 0);
-                if reader.read_exact(&mut frame[4..]).is_err() {
-                    return;
-                }
-                for (other, stream) in clients.lock().unwrap().iter_mut() {
-                    if *other != id {
-                        let _ = stream.write_all(&frame);
+            thread::spawn(move || {
+                for n in 0.. {
+                    let mut header = [0u8; 4];
+                    if reader.read_exact(&mut header).is_err() {
+                        return;
+                    }
+                    let mut frame = header.to_vec();
+                    frame.resize(4 + u32::from_be_bytes(header) as usize, 0);
+                    if reader.read_exact(&mut frame[4..]).is_err() {
+                        return;
+                    }
+                    if n < first {
+                        continue;
+                    }
+                    for (other, stream) in clients.lock().unwrap().iter_mut() {
+                        if *other != id {
+                            let _ = stream.write_all(&frame);
+                        }
                     }
                 }
             });
@@ -380,6 +723,33 @@ fn broadcast_scenario_checks_every_delivery() {
     assert_eq!(run.number("subscribers"), 5.0);
     // Every frame sent reaches five subscribers.
     assert!(run.number("frames_received") >= run.number("frames_sent"));
+}
+
+#[test]
+fn broadcast_frames_lost_at_the_start_of_a_stream_are_counted() {
+    // The relay passes on none of a publisher's first three frames. Subscribers are
+    // there before any publisher, so they know each stream starts at 0: three lost
+    // for each of the two subscribers.
+    let addr = start_relay_dropping(3).to_string();
+    let run = run_bench(&[
+        &addr,
+        "--json",
+        "--scenario",
+        "broadcast",
+        "--publishers",
+        "1",
+        "--subscribers",
+        "2",
+        "--depth",
+        "8",
+        "--duration",
+        "0.5",
+        "--warmup",
+        "0",
+    ]);
+    assert_eq!(run.code, Some(3), "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(run.number("lost"), 6.0, "{}", run.stdout);
+    assert_eq!(run.number("total"), 6.0, "{}", run.stdout);
 }
 
 #[test]
@@ -562,6 +932,44 @@ fn payloads_too_small_for_the_integrity_header_are_a_usage_error() {
     let run = run_bench(&["no-such-host.invalid:1"]);
     assert_eq!(run.code, Some(2), "{}", run.stderr);
     assert!(run.stderr.contains("[ADDR]"), "{}", run.stderr);
+}
+
+#[test]
+fn durations_too_long_to_add_up_are_a_usage_error() {
+    let run = run_bench(&["127.0.0.1:9", "-t", "1e19", "--warmup", "1e19"]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(run.stderr.contains("'--warmup'"), "{}", run.stderr);
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    let run = run_bench(&["127.0.0.1:9", "-t", "1e19", "--warmup", "1"]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(run.stderr.contains("'--duration'"), "{}", run.stderr);
+}
+
+#[test]
+fn a_connect_rate_too_slow_to_ever_finish_is_a_usage_error() {
+    // A listener, so that the first connection succeeds and the second one's pacing is
+    // what the run trips on.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let run = run_bench(&[&addr, "--connect-rate", "1e-20", "-c", "2"]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(run.stderr.contains("'--connect-rate'"), "{}", run.stderr);
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+}
+
+#[test]
+fn too_many_publishers_are_a_usage_error() {
+    let run = run_bench(&[
+        "127.0.0.1:9",
+        "--scenario",
+        "broadcast",
+        "--publishers",
+        "100000",
+        "--subscribers",
+        "0",
+    ]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(run.stderr.contains("'--publishers'"), "{}", run.stderr);
 }
 
 #[test]

@@ -21,6 +21,12 @@ pub const MAX_SIZE: usize = DEFAULT_MAX_FRAME;
 /// Most connections one run may open; far above what loopback tests need, low enough
 /// that a typo cannot exhaust the file descriptor table.
 pub const MAX_CONNECTIONS: usize = 100_000;
+/// Most broadcast publishers: every receiving connection tracks each one's sequence,
+/// and the flow-control board holds one slot per publisher and thread.
+pub const MAX_PUBLISHERS: usize = 1024;
+/// Most sequence windows a broadcast run may keep (connections x publishers, about 50
+/// bytes each): memory stays in the low hundreds of megabytes whatever the flags.
+pub const MAX_TRACKED: usize = 1 << 22;
 /// Most frames one connection may keep in flight.
 pub const MAX_DEPTH: usize = 1 << 20;
 /// Longest run, warmup included: a bench is bounded in time even when mistyped.
@@ -261,12 +267,25 @@ impl BenchConfig {
                 publishers,
                 subscribers,
             } => {
-                check_count("--publishers", publishers, MAX_CONNECTIONS)?;
+                check_count("--publishers", publishers, MAX_PUBLISHERS)?;
                 if publishers.saturating_add(subscribers) > MAX_CONNECTIONS {
                     return Err(ConfigError::OutOfRange {
                         flag: "--subscribers",
                         value: subscribers.to_string(),
                         why: format!("publishers + subscribers must be at most {MAX_CONNECTIONS}"),
+                    });
+                }
+                let tracked = publishers
+                    .saturating_add(subscribers)
+                    .saturating_mul(publishers);
+                if tracked > MAX_TRACKED {
+                    return Err(ConfigError::OutOfRange {
+                        flag: "--publishers",
+                        value: publishers.to_string(),
+                        why: format!(
+                            "every connection tracks every publisher: publishers x (publishers \
+                             + subscribers) must be at most {MAX_TRACKED}"
+                        ),
                     });
                 }
                 if publishers == 1 && subscribers == 0 {
@@ -297,9 +316,34 @@ impl BenchConfig {
                     why: "must be a positive number of connections per second".into(),
                 });
             }
+            // Connecting is part of the run, and is bounded like the rest of it.
+            let pacing = self.scenario.connections().saturating_sub(1) as f64 / rate;
+            if pacing > MAX_DURATION.as_secs_f64() {
+                return Err(ConfigError::OutOfRange {
+                    flag: "--connect-rate",
+                    value: rate.to_string(),
+                    why: format!(
+                        "opening {} connections at that rate takes more than {} s",
+                        self.scenario.connections(),
+                        MAX_DURATION.as_secs()
+                    ),
+                });
+            }
         }
         check_count("--threads", self.threads, 1024)?;
-        if self.duration.is_zero() || self.duration + self.warmup > MAX_DURATION {
+        if self.warmup > MAX_DURATION {
+            return Err(ConfigError::OutOfRange {
+                flag: "--warmup",
+                value: format!("{:?}", self.warmup),
+                why: format!("must be at most {} s", MAX_DURATION.as_secs()),
+            });
+        }
+        // Checked: both come from the command line, and their sum can overflow.
+        let too_long = match self.duration.checked_add(self.warmup) {
+            Some(total) => total > MAX_DURATION,
+            None => true,
+        };
+        if self.duration.is_zero() || too_long {
             return Err(ConfigError::OutOfRange {
                 flag: "--duration",
                 value: format!("{:?}", self.duration),
@@ -531,6 +575,64 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("--subscribers"));
+    }
+
+    #[test]
+    fn durations_too_long_to_add_are_a_usage_error_naming_the_flag() {
+        let huge = Duration::from_secs_f64(1e19);
+        let mut c = config();
+        c.duration = huge;
+        c.warmup = huge;
+        assert!(c.validate().unwrap_err().to_string().contains("--warmup"));
+        c.warmup = MAX_DURATION;
+        assert!(c.validate().unwrap_err().to_string().contains("--duration"));
+        c.duration = Duration::MAX;
+        assert!(c.validate().unwrap_err().to_string().contains("--duration"));
+        c.duration = Duration::from_secs(1);
+        c.warmup = MAX_DURATION - Duration::from_secs(1);
+        assert_eq!(c.validate(), Ok(()));
+    }
+
+    #[test]
+    fn a_connect_rate_too_slow_to_finish_is_a_usage_error() {
+        let mut c = config();
+        c.connect_rate = Some(1e-20);
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("--connect-rate"));
+        // One connection needs no pacing at all.
+        c.scenario = Scenario::Echo { connections: 1 };
+        assert_eq!(c.validate(), Ok(()));
+        c.scenario = Scenario::Echo { connections: 50 };
+        c.connect_rate = Some(0.01);
+        assert_eq!(c.validate(), Ok(()));
+    }
+
+    #[test]
+    fn publishers_are_capped_and_so_is_what_receivers_track() {
+        let mut c = config();
+        c.scenario = Scenario::Broadcast {
+            publishers: 100_000,
+            subscribers: 0,
+        };
+        let error = c.validate().unwrap_err().to_string();
+        assert!(
+            error.contains("--publishers") && error.contains("1024"),
+            "{error}"
+        );
+        c.scenario = Scenario::Broadcast {
+            publishers: MAX_PUBLISHERS,
+            subscribers: 1000,
+        };
+        assert_eq!(c.validate(), Ok(()));
+        c.scenario = Scenario::Broadcast {
+            publishers: MAX_PUBLISHERS,
+            subscribers: 10_000,
+        };
+        let error = c.validate().unwrap_err().to_string();
+        assert!(error.contains("--publishers"), "{error}");
     }
 
     #[test]

@@ -81,11 +81,16 @@ pub struct Conn {
     out: BytesMut,
     /// Whether the socket is registered for `WRITABLE` (only while output is pending).
     wants_write: bool,
+    /// The poller reported the peer's end of stream (or an error): no further event
+    /// will come, so a short read proves nothing and reading goes on until the socket
+    /// says end of stream, `WouldBlock` or error.
+    read_closed: bool,
     /// Frames generated so far: the next sequence number.
     pub sent: u64,
     /// Echo: this connection's own frames coming back. Broadcast: unused.
     echo: SeqWindow,
-    /// Broadcast: each publisher's frames, indexed by publisher id.
+    /// Broadcast: each publisher's frames, indexed by publisher id (from 0 for a
+    /// subscriber; from the first one seen for a publisher).
     pub sources: Vec<SeqWindow>,
     /// Corrupted frames not yet matched with the gap they leave in a sequence.
     unexplained: u64,
@@ -103,7 +108,15 @@ impl Conn {
     pub fn new(stream: TcpStream, token: Token, id: u32, role: Role, plan: &Plan) -> Conn {
         let sources = match role {
             Role::Echo => Vec::new(),
-            _ => vec![SeqWindow::unstarted(); plan.publishers],
+            // Subscribers connect before any publisher, so a server that accepts in
+            // order (framecast does, from one queue, and delivers to a connection from
+            // the moment it accepts it) delivers them every frame: each stream starts
+            // at 0, and frames lost at its very start count.
+            Role::Subscriber => vec![SeqWindow::starting_at(0); plan.publishers],
+            // A publisher may be accepted after another publisher's first frames went
+            // out, and gets its own back only with `--echo-self`: it takes the first
+            // number it sees as the start.
+            Role::Publisher => vec![SeqWindow::unstarted(); plan.publishers],
         };
         Conn {
             stream,
@@ -115,6 +128,7 @@ impl Conn {
             pending: Vec::new(),
             out: BytesMut::new(),
             wants_write: false,
+            read_closed: false,
             sent: 0,
             echo: SeqWindow::starting_at(0),
             sources,
@@ -249,6 +263,12 @@ impl Conn {
         Ok(())
     }
 
+    /// Notes that the poller reported the peer's end of stream or an error on this
+    /// socket: the next reads go on until the socket itself reports it.
+    pub fn mark_read_closed(&mut self) {
+        self.read_closed = true;
+    }
+
     /// Reads until drained, closed or `budget` bytes, verifying every complete frame.
     /// `shared` is the thread's read buffer; `clock` gives the time of each read in ns
     /// since the epoch (one clock read per read call, not per frame).
@@ -280,10 +300,11 @@ impl Conn {
                     };
                     return ReadEnd::Closed(Closed::ByServer(why));
                 }
-                Ok((n, room)) if n < room => {
+                Ok((n, room)) if n < room && !self.read_closed => {
                     // Edge-triggered readiness: a short read emptied the socket, and
                     // anything arriving later raises a new event (tokio relies on the
-                    // same), so the WouldBlock read is not worth a syscall.
+                    // same), so the WouldBlock read is not worth a syscall. Not so when
+                    // the FIN or reset came with this event: it raises no other.
                     return ReadEnd::Drained;
                 }
                 Ok((n, _)) => {
@@ -363,6 +384,10 @@ impl Conn {
         let mut all = 0u64;
         let mut run = (0u64, 0u64);
         let mut broken = None;
+        // Latency counts by when a frame was (meant to be) sent, not when it came back:
+        // a reply held up past the end of the window still counts, in the drain too,
+        // or a stall at the end would vanish from the percentiles.
+        let window = plan.stamp_window();
         while used < data.len() {
             if let (true, Some(size)) = (self.realigning, plan.realign) {
                 let found = find_payload(&data[used..], size, plan);
@@ -402,6 +427,8 @@ impl Conn {
             if measuring {
                 frames += 1;
                 stats.bytes_received += n as u64;
+            }
+            if window.contains(&stamp) {
                 // Frames sent in one batch share a stamp, and those read in one batch
                 // share `now`: record runs of equal latencies at once.
                 let latency = now.saturating_sub(stamp).max(1);
@@ -440,9 +467,10 @@ impl Conn {
         };
         let window = match self.role {
             Role::Echo if header.conn == self.id && header.seq < self.sent => &mut self.echo,
+            // Another connection's frame (its checksum holds): it explains none of
+            // this connection's gaps, so a frame of ours lost as well is still counted.
             Role::Echo => {
                 stats.integrity.misdelivered += 1;
-                self.unexplained += 1;
                 return None;
             }
             _ => match self.sources.get_mut(header.conn as usize) {
@@ -454,7 +482,9 @@ impl Conn {
             },
         };
         let arrival = window.observe(header.seq);
-        stats.integrity.count(arrival, &mut self.unexplained);
+        stats
+            .integrity
+            .count(arrival, window, &mut self.unexplained);
         Some(header.stamp)
     }
 

@@ -21,7 +21,8 @@
 //!    at `--connect-rate` if given. Any failure ends the run: the target is wrong.
 //! 2. Hand the connections round-robin to `--threads` workers and start the clock.
 //!    Warmup, then the measured window: only frames received in it count towards
-//!    rates and latency; errors count throughout.
+//!    rates, only frames sent in it (by their stamp) towards latency, even when they
+//!    come back in the drain; errors count throughout.
 //! 3. At the end, stop sending and drain until nothing arrives for [`DRAIN`] (time the
 //!    bench itself was stalled does not count); what has not come back
 //!    by then is unanswered. Meanwhile this thread prints a progress line each second
@@ -424,7 +425,12 @@ fn connect_all(
     let mut streams = Vec::with_capacity(order.len());
     for (n, (id, role)) in order.into_iter().enumerate() {
         if let Some(rate) = config.connect_rate {
-            let due = started + Duration::from_secs_f64(n as f64 / rate);
+            // Validation bounds the pacing; should it not have, wait the longest run
+            // rather than panic on the conversion or the addition.
+            let delay = Duration::try_from_secs_f64(n as f64 / rate)
+                .unwrap_or(config::MAX_DURATION)
+                .min(config::MAX_DURATION);
+            let due = started.checked_add(delay).unwrap_or(started);
             while !interrupt.load(Ordering::Relaxed) && Instant::now() < due {
                 thread::sleep(
                     due.saturating_duration_since(Instant::now())

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use hdrhistogram::Histogram;
 
-use super::track::Arrival;
+use super::track::{Arrival, SeqWindow};
 
 /// Largest latency the histogram holds, in nanoseconds (one hour); larger values are
 /// recorded as this.
@@ -60,23 +60,27 @@ impl Integrity {
         self.skipped_bytes += other.skipped_bytes;
     }
 
-    /// Counts one arrival as the tracker classified it. `unexplained` holds corrupted
-    /// frames of the same sender not yet matched to a gap: a corrupted frame's number
-    /// cannot be trusted, so the gap it leaves is not counted a second time as lost.
-    pub fn count(&mut self, arrival: Arrival, unexplained: &mut u64) {
+    /// Counts one arrival at `window` (its sender's) as the tracker classified it.
+    /// `unexplained` holds corrupted frames not yet matched to a gap: a corrupted
+    /// frame's number cannot be trusted, so the gap it leaves is not counted a second
+    /// time as lost. A late frame is reordered, and takes back a lost frame only if
+    /// its own sender was charged one: each frame is counted once.
+    pub fn count(&mut self, arrival: Arrival, window: &mut SeqWindow, unexplained: &mut u64) {
         match arrival {
             Arrival::InOrder => {}
             Arrival::Gap(gap) => {
                 let explained = gap.min(*unexplained);
                 *unexplained -= explained;
                 self.lost += gap - explained;
+                window.charge(gap - explained);
             }
             Arrival::Duplicate => self.duplicated += 1,
             Arrival::Late => {
                 self.reordered += 1;
-                self.lost = self.lost.saturating_sub(1);
+                if window.refund() {
+                    self.lost = self.lost.saturating_sub(1);
+                }
             }
-            Arrival::Stale => self.reordered += 1,
         }
     }
 }
@@ -125,7 +129,9 @@ pub struct Stats {
     pub integrity: Integrity,
     /// Connection errors.
     pub connections: ConnectionErrors,
-    /// Latency of every frame received inside the window, in nanoseconds.
+    /// Latency of every frame sent inside the window (by its stamp: in the open loop,
+    /// its intended send time), whenever it came back, the drain included; in
+    /// nanoseconds.
     pub latency: Histogram<u64>,
 }
 
@@ -242,26 +248,84 @@ mod tests {
         assert_eq!(a.latency.max(), b.latency.max());
     }
 
+    /// Feeds `seqs` to `window` as they arrive, counting into `integrity`.
+    fn feed(
+        integrity: &mut Integrity,
+        window: &mut SeqWindow,
+        unexplained: &mut u64,
+        seqs: &[u64],
+    ) {
+        for &seq in seqs {
+            let arrival = window.observe(seq);
+            integrity.count(arrival, window, unexplained);
+        }
+    }
+
     #[test]
     fn a_corrupted_frame_is_not_also_counted_lost() {
         let mut integrity = Integrity::default();
+        let mut window = SeqWindow::starting_at(0);
         let mut unexplained = 1;
         integrity.corrupted += 1;
-        integrity.count(Arrival::Gap(1), &mut unexplained);
+        feed(&mut integrity, &mut window, &mut unexplained, &[0, 2]);
         assert_eq!(integrity.total(), 1);
-        integrity.count(Arrival::Gap(2), &mut unexplained);
+        feed(&mut integrity, &mut window, &mut unexplained, &[5]);
         assert_eq!(integrity.lost, 2);
     }
 
     #[test]
     fn a_late_frame_is_reordered_not_lost() {
         let mut integrity = Integrity::default();
+        let mut window = SeqWindow::starting_at(0);
         let mut unexplained = 0;
-        integrity.count(Arrival::Gap(1), &mut unexplained);
-        integrity.count(Arrival::Late, &mut unexplained);
+        feed(&mut integrity, &mut window, &mut unexplained, &[0, 2, 1]);
         assert_eq!(
             integrity,
             Integrity {
+                reordered: 1,
+                ..Integrity::default()
+            }
+        );
+    }
+
+    #[test]
+    fn a_frame_later_than_the_window_is_counted_once() {
+        let mut integrity = Integrity::default();
+        let mut window = SeqWindow::starting_at(0);
+        let mut unexplained = 0;
+        let mut seqs: Vec<u64> = (0..200).filter(|&seq| seq != 10).collect();
+        seqs.push(10);
+        feed(&mut integrity, &mut window, &mut unexplained, &seqs);
+        assert_eq!(
+            integrity,
+            Integrity {
+                reordered: 1,
+                ..Integrity::default()
+            }
+        );
+        // Again, with no hole left: a duplicate.
+        feed(&mut integrity, &mut window, &mut unexplained, &[10]);
+        assert_eq!((integrity.reordered, integrity.duplicated), (1, 1));
+        assert_eq!(integrity.lost, 0);
+    }
+
+    #[test]
+    fn a_late_frame_takes_back_only_its_own_senders_loss() {
+        let mut integrity = Integrity::default();
+        let (mut a, mut b) = (SeqWindow::starting_at(0), SeqWindow::starting_at(0));
+        // Sender a loses frame 1 for good.
+        let mut unexplained = 0;
+        feed(&mut integrity, &mut a, &mut unexplained, &[0, 2]);
+        // Sender b's frame 1 comes back corrupted, which explains its gap; then it
+        // comes back intact, late.
+        integrity.corrupted += 1;
+        unexplained += 1;
+        feed(&mut integrity, &mut b, &mut unexplained, &[0, 2, 1]);
+        assert_eq!(
+            integrity,
+            Integrity {
+                lost: 1,
+                corrupted: 1,
                 reordered: 1,
                 ..Integrity::default()
             }

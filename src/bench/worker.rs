@@ -32,8 +32,10 @@ pub const WAKER: Token = Token(usize::MAX);
 pub const READ_BUFFER: usize = 256 << 10;
 /// Bytes read from one connection per turn before the others get theirs.
 const READ_BUDGET: usize = 1 << 20;
-/// Open loop: output a connection may queue before its schedule waits (the frames are
-/// still sent late, stamped with their intended time, so latency stays honest).
+/// Output a sending connection may queue before it waits for `WRITABLE`: in the open
+/// loop, before its schedule waits (the frames are still sent late, stamped with their
+/// intended time, so latency stays honest); in a broadcast window, before the rest of
+/// the window is encoded.
 const MAX_QUEUED: usize = 4 << 20;
 /// Bytes of frames generated before they are written: small enough to stay in cache,
 /// large enough that one `write` carries many frames.
@@ -123,6 +125,12 @@ impl Plan {
     /// True between the end of the warmup and the end of the run.
     pub fn is_measuring(&self, now: Instant) -> bool {
         now >= self.warm_end && now < self.end()
+    }
+
+    /// The stamps (ns from the epoch) of frames whose latency counts: those sent, or
+    /// in the open loop due, between the end of the warmup and the end of the run.
+    pub fn stamp_window(&self) -> std::ops::Range<u64> {
+        self.ns(self.warm_end)..self.ns(self.end())
     }
 }
 
@@ -216,7 +224,8 @@ pub struct Worker {
     stopped: bool,
     /// Open loop: the earliest send time of this thread's connections, in ns.
     next_due: u64,
-    /// Closed-loop echo: the first window has been sent.
+    /// Closed-loop echo: the first window has been started (the rest follows through
+    /// `top_up`).
     kicked: bool,
 }
 
@@ -314,6 +323,9 @@ impl Worker {
                 let i = event.token().0;
                 if event.token() == WAKER || i >= self.conns.len() || !self.conns[i].open {
                     continue; // a wake-up, or a spurious event for a closed connection
+                }
+                if event.is_read_closed() || event.is_error() {
+                    self.conns[i].mark_read_closed();
                 }
                 if event.is_readable() || event.is_read_closed() || event.is_error() {
                     self.on_readable(i, measuring);
@@ -493,16 +505,17 @@ impl Worker {
         let now_ns = plan.ns(now);
         let measuring = plan.is_measuring(now);
         match plan.load {
-            Load::Closed { depth } if self.board.is_none() => {
+            Load::Closed { .. } if self.board.is_none() => {
                 if std::mem::replace(&mut self.kicked, true) {
                     return;
                 }
+                // The first window takes the same path as every later top-up, one
+                // staging batch at a time until the socket is full (WRITABLE goes on
+                // from there): connections x depth x size encoded at once could take
+                // gigabytes.
                 for i in 0..self.conns.len() {
                     if self.conns[i].open {
-                        for _ in 0..depth {
-                            self.push(i, now_ns, measuring);
-                        }
-                        self.flush(i);
+                        self.top_up(i, measuring);
                     }
                 }
             }
@@ -532,7 +545,9 @@ impl Worker {
                 limit = board.delivered(p).saturating_add(depth);
                 blocked |= conn.sent >= limit;
             }
-            while self.conns[i].sent < limit {
+            // Bounded like the open loop's queue: a full socket's WRITABLE event brings
+            // the loop back here for the rest of the window.
+            while self.conns[i].sent < limit && self.conns[i].queued() < MAX_QUEUED {
                 self.push(i, now_ns, measuring);
             }
             board.sent[p].store(self.conns[i].sent, Ordering::Release);

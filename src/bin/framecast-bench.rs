@@ -41,7 +41,7 @@ struct Args {
     #[arg(long, short = 'c', value_name = "N", default_value_t = 50)]
     connections: usize,
 
-    /// Publishing connections (broadcast scenario).
+    /// Publishing connections (broadcast scenario), at most 1024.
     #[arg(long, value_name = "P", default_value_t = 1)]
     publishers: usize,
 

@@ -375,10 +375,33 @@ pub fn run_bench(args: &[&str]) -> BenchRun {
 
 /// Like [`run_bench`], calling `on_stderr` with each stderr line as it comes and the
 /// bench's pid (e.g. to kill the server once the run is under way).
-pub fn run_bench_with(args: &[&str], mut on_stderr: impl FnMut(&str, u32)) -> BenchRun {
+pub fn run_bench_with(args: &[&str], on_stderr: impl FnMut(&str, u32)) -> BenchRun {
+    run_bench_command(
+        Command::new(env!("CARGO_BIN_EXE_framecast-bench")),
+        args,
+        on_stderr,
+    )
+}
+
+/// Like [`run_bench`], after `ulimit FLAGS` (e.g. `-v 2097152`: at most 2 GiB of address
+/// space). The shell `exec`s the bench, so the PID is the bench's.
+pub fn run_bench_under_ulimit(flags: &str, args: &[&str]) -> BenchRun {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!("ulimit {flags} && exec \"$0\" \"$@\""))
+        .arg(env!("CARGO_BIN_EXE_framecast-bench"));
+    run_bench_command(cmd, args, |_, _| {})
+}
+
+/// Runs `cmd` (the bench, or something that execs it) with `args`; see
+/// [`run_bench_with`].
+fn run_bench_command(
+    mut cmd: Command,
+    args: &[&str],
+    mut on_stderr: impl FnMut(&str, u32),
+) -> BenchRun {
     let mut child = Reaped(
-        Command::new(env!("CARGO_BIN_EXE_framecast-bench"))
-            .args(args)
+        cmd.args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
