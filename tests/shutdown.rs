@@ -108,3 +108,53 @@ fn drain_timeout_bounds_the_shutdown() {
     );
     daemon.wait_for_log("drain timeout reached; closed 1 connection(s)");
 }
+
+#[test]
+fn a_paused_connection_drained_at_shutdown_is_not_blamed_for_its_half_frame() {
+    // A client streams frames without reading: reading it pauses (output cap), with
+    // part of a frame in its buffer. SIGTERM stops reading it for good; while its
+    // output drains, that half frame can never complete, so no frame timeout may
+    // fire for it: the drain and linger deadlines decide how it ends.
+    let daemon = Daemon::start(&[
+        "--max-output",
+        "64KiB",
+        "--frame-timeout",
+        "1s",
+        "--write-timeout",
+        "off",
+        "--drain-timeout",
+        "30s",
+    ]);
+    let mut client = daemon.connect();
+    let addr = client.local_addr().unwrap();
+    let frame = frame_u32be(&[b'x'; 1000]);
+    let mut writer = client.try_clone().unwrap();
+    let wire = frame.repeat(12_000);
+    let sender = thread::spawn(move || {
+        // Ends in an error once the daemon closes; what matters is what it logs.
+        let _ = writer.write_all(&wire);
+    });
+    thread::sleep(Duration::from_millis(1500));
+    daemon.signal("TERM");
+    // Read slowly, so the drain outlasts the frame timeout several times over.
+    client.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut received = 0;
+    let mut buf = [0u8; 16 << 10];
+    let started = Instant::now();
+    while started.elapsed() < TIMEOUT {
+        match std::io::Read::read(&mut client, &mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => received += n,
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+    assert!(received >= frame.len(), "received {received} bytes");
+    drop(client);
+    sender.join().unwrap();
+    daemon.wait_for_log(&format!("{addr}: closed"));
+    let log = daemon.stderr();
+    assert!(
+        !log.contains(&format!("{addr}: closed (frame timeout")),
+        "a connection that was closing was closed for a frame it could not finish:\n{log}"
+    );
+}

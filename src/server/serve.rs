@@ -324,8 +324,12 @@ impl Server {
         if conn.paused && footprint <= self.config.max_output / 2 {
             conn.paused = false;
             // The frame clock stopped while we were not reading; a frame left half
-            // received starts it again now, whether or not more bytes come.
-            if conn.is_mid_frame() && conn.clock.frame_started.is_none() {
+            // received starts it again now, whether or not more bytes come. Not on a
+            // connection that is closing: nothing more will be read from it.
+            if conn.phase == Phase::Open
+                && conn.is_mid_frame()
+                && conn.clock.frame_started.is_none()
+            {
                 conn.clock.frame_started = Some(now);
                 rearm = true;
             }
