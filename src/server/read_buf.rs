@@ -166,11 +166,13 @@ impl ReadBuf {
         self.buf.truncate(self.end);
         let ceiling = self.limit.saturating_sub(self.end).max(MIN_CHUNK);
         let want = self.chunk.max(self.end).min(ceiling);
-        let at = self.buf.as_ptr();
-        self.buf.reserve(want);
-        if self.buf.as_ptr() != at {
-            // A new allocation, or the old one reclaimed whole: either way `buf` now
-            // starts at its beginning.
+        if self.buf.capacity() - self.end < want {
+            // A new allocation of our own rather than `reserve`, which may keep the
+            // prefix already split off in front of the bytes it moves: `buf` starts
+            // at the beginning of its allocation, so `carved` is exactly 0.
+            let mut grown = BytesMut::with_capacity(self.end + want);
+            grown.extend_from_slice(&self.buf[..self.end]);
+            self.buf = grown;
             self.carved = 0;
         }
         self.buf.resize(self.end + want, 0);
