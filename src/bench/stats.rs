@@ -81,6 +81,7 @@ impl Integrity {
                     self.lost = self.lost.saturating_sub(1);
                 }
             }
+            Arrival::BeforeStart => self.reordered += 1,
         }
     }
 }
@@ -271,6 +272,16 @@ mod tests {
         assert_eq!(integrity.total(), 1);
         feed(&mut integrity, &mut window, &mut unexplained, &[5]);
         assert_eq!(integrity.lost, 2);
+    }
+
+    #[test]
+    fn a_frame_from_before_a_joined_stream_takes_back_no_loss() {
+        let mut integrity = Integrity::default();
+        let mut window = SeqWindow::unstarted();
+        let mut unexplained = 0;
+        // Joined at 5; 6 is lost; 3 was sent before the join and arrives late.
+        feed(&mut integrity, &mut window, &mut unexplained, &[5, 7, 3]);
+        assert_eq!((integrity.lost, integrity.reordered), (1, 1));
     }
 
     #[test]

@@ -17,9 +17,11 @@ pub enum Arrival {
     Gap(u64),
     /// A number seen before, or one beyond the window when every hole there is filled.
     Duplicate,
-    /// A number behind the expected one, not seen before: it fills an earlier gap (or,
-    /// without a known start, precedes the first number seen).
+    /// A number behind the expected one, not seen before: it fills an earlier gap.
     Late,
+    /// Without a known start, a number below the first one seen: sent before it and
+    /// arriving after it, so out of order, but it fills no gap counted here.
+    BeforeStart,
 }
 
 /// How many numbers below the next expected one the window remembers.
@@ -120,7 +122,7 @@ impl SeqWindow {
         }
         if seq < self.start {
             // Sent before the first number this receiver saw, and arriving after it.
-            return Arrival::Late;
+            return Arrival::BeforeStart;
         }
         let age = next - 1 - seq;
         if age >= WINDOW {
@@ -238,7 +240,7 @@ mod tests {
         assert_eq!(w.next(), Some(43));
         assert_eq!(w.holes(), 0);
         // Numbers before the start are no holes of its own.
-        assert_eq!(w.observe(40), Arrival::Late);
+        assert_eq!(w.observe(40), Arrival::BeforeStart);
         assert_eq!(w.holes(), 0);
     }
 }
