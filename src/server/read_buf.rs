@@ -216,6 +216,49 @@ mod tests {
         assert!(buf.is_empty());
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Any reads, splits, discards and releases hand out every byte once, in order,
+        /// and no run split off without a copy keeps more than `PIN_RATIO` times its
+        /// length of allocation alive.
+        #[test]
+        fn any_reads_and_splits_keep_bytes_in_order_and_pins_bounded(
+            steps in proptest::collection::vec((1usize..300_000, 0u8..4, 0usize..400_000), 1..40)
+        ) {
+            let data: Vec<u8> = (0..2_000_000u32).map(|i| (i % 251) as u8).collect();
+            let mut src = Trickle { data: &data, step: 0 };
+            let mut buf = ReadBuf::new(1 << 20);
+            let mut out = Vec::new();
+            for (step, op, amount) in steps {
+                src.step = step;
+                buf.read_from(&mut src).unwrap();
+                match op {
+                    0 | 1 => {
+                        let front = buf.data().as_ptr();
+                        let allocation = buf.carved + buf.buf.capacity();
+                        let taken = buf.split(amount);
+                        if !taken.is_empty() && taken.as_ptr() == front {
+                            proptest::prop_assert!(taken.len() * PIN_RATIO >= allocation);
+                        }
+                        out.extend_from_slice(&taken);
+                    }
+                    2 => {
+                        let n = amount.min(buf.data().len());
+                        out.extend_from_slice(&buf.data()[..n]);
+                        buf.discard(n);
+                    }
+                    _ => {
+                        buf.release_if_empty();
+                    }
+                }
+            }
+            out.extend_from_slice(&buf.split(usize::MAX));
+            let read = data.len() - src.data.len();
+            proptest::prop_assert!(out == data[..read]);
+        }
+    }
+
     #[test]
     fn a_small_run_is_copied_out_and_a_large_one_split_off() {
         let data = vec![5u8; 3 << 20];
