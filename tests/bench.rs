@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::{BufRead, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -23,6 +23,14 @@ fn one_at_a_time() -> MutexGuard<'static, ()> {
     MACHINE
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A run of one measured second without warmup against `addr`, its summary as JSON,
+/// with `extra` flags.
+fn one_second(addr: &str, extra: &[&str]) -> BenchRun {
+    let mut args = vec![addr, "--json", "--duration", "1", "--warmup", "0"];
+    args.extend_from_slice(extra);
+    run_bench(&args)
 }
 
 /// Asserts a clean run: exit 0, frames received, no errors of any kind.
@@ -134,63 +142,59 @@ fn every_framing_and_both_loop_shapes_check_out() {
     }
 }
 
-/// A threaded u32be echo server that flips a payload byte in frame number `flip` and
-/// drops frame number `drop`, counting frames over all connections from 0.
-fn start_liar(flip: usize, drop: usize) -> SocketAddr {
+/// A threaded test server on `127.0.0.1:0`: each accepted connection (numbered from
+/// 0, in accept order) gets `TCP_NODELAY` and a thread of its own running `serve`.
+fn serve_each(serve: impl Fn(usize, TcpStream) + Send + Sync + 'static) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    let count = Arc::new(AtomicUsize::new(0));
+    let serve = Arc::new(serve);
     thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
-            let count = Arc::clone(&count);
-            thread::spawn(move || {
-                stream.set_nodelay(true).unwrap();
-                let mut reader = stream.try_clone().unwrap();
-                loop {
-                    let mut header = [0u8; 4];
-                    if reader.read_exact(&mut header).is_err() {
-                        return;
-                    }
-                    let mut payload = vec![0; u32::from_be_bytes(header) as usize];
-                    if reader.read_exact(&mut payload).is_err() {
-                        return;
-                    }
-                    let n = count.fetch_add(1, Ordering::SeqCst);
-                    if n == drop {
-                        continue;
-                    }
-                    if n == flip {
-                        *payload.last_mut().unwrap() ^= 0x20;
-                    }
-                    let mut frame = header.to_vec();
-                    frame.extend_from_slice(&payload);
-                    if stream.write_all(&frame).is_err() {
-                        return;
-                    }
-                }
-            });
+        for (id, stream) in listener.incoming().enumerate() {
+            let Ok(stream) = stream else { return };
+            stream.set_nodelay(true).unwrap();
+            let serve = Arc::clone(&serve);
+            thread::spawn(move || serve(id, stream));
         }
     });
     addr
+}
+
+/// The next u32be frame, header included; `None` at the end of the stream or on an
+/// error (a test server then just stops).
+fn next_frame(stream: &mut impl Read) -> Option<Vec<u8>> {
+    let mut frame = vec![0u8; 4];
+    stream.read_exact(&mut frame).ok()?;
+    let len = u32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]) as usize;
+    frame.resize(4 + len, 0);
+    stream.read_exact(&mut frame[4..]).ok()?;
+    Some(frame)
+}
+
+/// A threaded u32be echo server that flips a payload byte in frame number `flip` and
+/// drops frame number `drop`, counting frames over all connections from 0.
+fn start_liar(flip: usize, drop: usize) -> SocketAddr {
+    let count = AtomicUsize::new(0);
+    serve_each(move |_, mut stream| {
+        while let Some(mut frame) = next_frame(&mut stream) {
+            let n = count.fetch_add(1, Ordering::SeqCst);
+            if n == drop {
+                continue;
+            }
+            if n == flip {
+                *frame.last_mut().unwrap() ^= 0x20;
+            }
+            if stream.write_all(&frame).is_err() {
+                return;
+            }
+        }
+    })
 }
 
 #[test]
 fn a_flipped_byte_and_a_dropped_frame_are_reported_and_fail_the_run() {
     let _machine = one_at_a_time();
     let addr = start_liar(50, 100).to_string();
-    let run = run_bench(&[
-        &addr,
-        "--json",
-        "--duration",
-        "1",
-        "--warmup",
-        "0",
-        "--connections",
-        "2",
-        "--depth",
-        "4",
-    ]);
+    let run = one_second(&addr, &["--connections", "2", "--depth", "4"]);
     assert_eq!(run.code, Some(3), "{}\n{}", run.stdout, run.stderr);
     assert_eq!(run.number("corrupted"), 1.0, "{}", run.stdout);
     assert_eq!(run.number("lost"), 1.0, "{}", run.stdout);
@@ -235,16 +239,7 @@ fn text_summary_names_lost_and_corrupted_frames() {
 fn a_dropped_frame_at_depth_one_is_unanswered() {
     let _machine = one_at_a_time();
     let addr = start_liar(usize::MAX, 5).to_string();
-    let run = run_bench(&[
-        &addr,
-        "--json",
-        "--duration",
-        "1",
-        "--warmup",
-        "0",
-        "-c",
-        "1",
-    ]);
+    let run = one_second(&addr, &["-c", "1"]);
     assert_eq!(run.code, Some(3), "{}\n{}", run.stdout, run.stderr);
     assert_eq!(run.number("unanswered"), 1.0, "{}", run.stdout);
 }
@@ -252,34 +247,25 @@ fn a_dropped_frame_at_depth_one_is_unanswered() {
 /// A raw echo server that leaves out bytes `cut` of the first connection's stream
 /// (counted from its first byte) and echoes everything else as it comes.
 fn start_raw_cutter(cut: std::ops::Range<usize>) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    thread::spawn(move || {
-        for (id, stream) in listener.incoming().enumerate() {
-            let Ok(mut stream) = stream else { return };
-            let cut = if id == 0 { cut.clone() } else { 0..0 };
-            thread::spawn(move || {
-                stream.set_nodelay(true).unwrap();
-                let mut at = 0;
-                let mut buf = [0u8; 4096];
-                loop {
-                    let n = match stream.read(&mut buf) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => n,
-                    };
-                    let kept: Vec<u8> = (at..at + n)
-                        .filter(|i| !cut.contains(i))
-                        .map(|i| buf[i - at])
-                        .collect();
-                    at += n;
-                    if stream.write_all(&kept).is_err() {
-                        return;
-                    }
-                }
-            });
+    serve_each(move |id, mut stream| {
+        let cut = if id == 0 { cut.clone() } else { 0..0 };
+        let mut at = 0;
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = match stream.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            let kept: Vec<u8> = (at..at + n)
+                .filter(|i| !cut.contains(i))
+                .map(|i| buf[i - at])
+                .collect();
+            at += n;
+            if stream.write_all(&kept).is_err() {
+                return;
+            }
         }
-    });
-    addr
+    })
 }
 
 #[test]
@@ -289,22 +275,10 @@ fn raw_messages_realign_after_bytes_go_missing() {
     // the next one starts 212 bytes into the 512 that follow, and everything after it
     // checks out again rather than being cut in the wrong place.
     let addr = start_raw_cutter(512 * 10 + 100..512 * 10 + 400).to_string();
-    let run = run_bench(&[
+    let run = one_second(
         &addr,
-        "--json",
-        "--framing",
-        "raw",
-        "--size",
-        "512",
-        "--duration",
-        "1",
-        "--warmup",
-        "0",
-        "-c",
-        "2",
-        "-d",
-        "4",
-    ]);
+        &["--framing", "raw", "--size", "512", "-c", "2", "-d", "4"],
+    );
     assert_eq!(run.code, Some(3), "{}\n{}", run.stdout, run.stderr);
     assert_eq!(run.number("corrupted"), 1.0, "{}", run.stdout);
     assert_eq!(run.number("lost"), 0.0, "{}", run.stdout);
@@ -340,21 +314,12 @@ fn raw_messages_realign_after_bytes_go_missing() {
 
 /// A threaded echo server that sends every byte back as it comes, whatever the framing.
 fn start_echo() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut reader) = stream else { return };
-            thread::spawn(move || {
-                reader.set_nodelay(true).unwrap();
-                let Ok(mut writer) = reader.try_clone() else {
-                    return;
-                };
-                let _ = std::io::copy(&mut reader, &mut writer);
-            });
-        }
-    });
-    addr
+    serve_each(|_, mut reader| {
+        let Ok(mut writer) = reader.try_clone() else {
+            return;
+        };
+        let _ = std::io::copy(&mut reader, &mut writer);
+    })
 }
 
 #[test]
@@ -399,37 +364,22 @@ fn a_deep_window_of_large_frames_is_not_encoded_all_at_once() {
 /// the same segment as its FIN (corked, then shut down), and then reads and discards
 /// whatever comes until the client closes.
 fn start_fin_with_data(frames: usize) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
-            thread::spawn(move || {
-                stream.set_nodelay(true).unwrap();
-                for n in 1..=frames {
-                    let mut header = [0u8; 4];
-                    if stream.read_exact(&mut header).is_err() {
-                        return;
-                    }
-                    let mut frame = header.to_vec();
-                    frame.resize(4 + u32::from_be_bytes(header) as usize, 0);
-                    if stream.read_exact(&mut frame[4..]).is_err() {
-                        return;
-                    }
-                    if n == frames {
-                        // Held back until the FIN joins it: one segment, one event.
-                        socket2::SockRef::from(&stream).set_tcp_cork(true).unwrap();
-                    }
-                    if stream.write_all(&frame).is_err() {
-                        return;
-                    }
-                }
-                let _ = stream.shutdown(std::net::Shutdown::Write);
-                let _ = std::io::copy(&mut stream, &mut std::io::sink());
-            });
+    serve_each(move |_, mut stream| {
+        for n in 1..=frames {
+            let Some(frame) = next_frame(&mut stream) else {
+                return;
+            };
+            if n == frames {
+                // Held back until the FIN joins it: one segment, one event.
+                socket2::SockRef::from(&stream).set_tcp_cork(true).unwrap();
+            }
+            if stream.write_all(&frame).is_err() {
+                return;
+            }
         }
-    });
-    addr
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+        let _ = std::io::copy(&mut stream, &mut std::io::sink());
+    })
 }
 
 #[test]
@@ -462,70 +412,43 @@ fn a_close_that_arrives_with_the_last_data_is_seen() {
 /// connection's first frame (after the second one's frame 10), and drops the second
 /// connection's own frame 50.
 fn start_misdeliverer() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let first: Arc<(Mutex<Option<Vec<u8>>>, Condvar)> = Arc::default();
-    thread::spawn(move || {
-        for (id, stream) in listener.incoming().enumerate() {
-            let Ok(mut stream) = stream else { return };
-            let first = Arc::clone(&first);
-            thread::spawn(move || {
-                stream.set_nodelay(true).unwrap();
-                for n in 0.. {
-                    let mut header = [0u8; 4];
-                    if stream.read_exact(&mut header).is_err() {
-                        return;
-                    }
-                    let mut frame = header.to_vec();
-                    frame.resize(4 + u32::from_be_bytes(header) as usize, 0);
-                    if stream.read_exact(&mut frame[4..]).is_err() {
-                        return;
-                    }
-                    let (slot, ready) = &*first;
-                    if id == 0 && n == 0 {
-                        *slot.lock().unwrap() = Some(frame.clone());
-                        ready.notify_all();
-                    }
-                    if id == 1 && n == 10 {
-                        let (copy, _) = ready
-                            .wait_timeout_while(slot.lock().unwrap(), common::TIMEOUT, |copy| {
-                                copy.is_none()
-                            })
-                            .unwrap();
-                        let copy = copy.clone().expect("the first connection's first frame");
-                        if stream.write_all(&copy).is_err() {
-                            return;
-                        }
-                    }
-                    if id == 1 && n == 50 {
-                        continue;
-                    }
-                    if stream.write_all(&frame).is_err() {
-                        return;
-                    }
+    let first: (Mutex<Option<Vec<u8>>>, Condvar) = Default::default();
+    serve_each(move |id, mut stream| {
+        for n in 0.. {
+            let Some(frame) = next_frame(&mut stream) else {
+                return;
+            };
+            let (slot, ready) = &first;
+            if id == 0 && n == 0 {
+                *slot.lock().unwrap() = Some(frame.clone());
+                ready.notify_all();
+            }
+            if id == 1 && n == 10 {
+                let (copy, _) = ready
+                    .wait_timeout_while(slot.lock().unwrap(), common::TIMEOUT, |copy| {
+                        copy.is_none()
+                    })
+                    .unwrap();
+                let copy = copy.clone().expect("the first connection's first frame");
+                if stream.write_all(&copy).is_err() {
+                    return;
                 }
-            });
+            }
+            if id == 1 && n == 50 {
+                continue;
+            }
+            if stream.write_all(&frame).is_err() {
+                return;
+            }
         }
-    });
-    addr
+    })
 }
 
 #[test]
 fn a_misdelivered_frame_does_not_hide_a_lost_one() {
     let _machine = one_at_a_time();
     let addr = start_misdeliverer().to_string();
-    let run = run_bench(&[
-        &addr,
-        "--json",
-        "--duration",
-        "1",
-        "--warmup",
-        "0",
-        "-c",
-        "2",
-        "-d",
-        "4",
-    ]);
+    let run = one_second(&addr, &["-c", "2", "-d", "4"]);
     assert_eq!(run.code, Some(3), "{}\n{}", run.stdout, run.stderr);
     assert_eq!(run.number("misdelivered"), 1.0, "{}", run.stdout);
     assert_eq!(run.number("lost"), 1.0, "{}", run.stdout);
@@ -535,39 +458,24 @@ fn a_misdelivered_frame_does_not_hide_a_lost_one() {
 /// A u32be echo server that holds frame `held` of each connection back and sends it
 /// right after frame `held + by`.
 fn start_late(held: usize, by: usize) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
-            thread::spawn(move || {
-                stream.set_nodelay(true).unwrap();
-                let mut kept = Vec::new();
-                for n in 0.. {
-                    let mut header = [0u8; 4];
-                    if stream.read_exact(&mut header).is_err() {
-                        return;
-                    }
-                    let mut frame = header.to_vec();
-                    frame.resize(4 + u32::from_be_bytes(header) as usize, 0);
-                    if stream.read_exact(&mut frame[4..]).is_err() {
-                        return;
-                    }
-                    if n == held {
-                        kept = frame;
-                        continue;
-                    }
-                    if stream.write_all(&frame).is_err() {
-                        return;
-                    }
-                    if n == held + by && stream.write_all(&kept).is_err() {
-                        return;
-                    }
-                }
-            });
+    serve_each(move |_, mut stream| {
+        let mut kept = Vec::new();
+        for n in 0.. {
+            let Some(frame) = next_frame(&mut stream) else {
+                return;
+            };
+            if n == held {
+                kept = frame;
+                continue;
+            }
+            if stream.write_all(&frame).is_err() {
+                return;
+            }
+            if n == held + by && stream.write_all(&kept).is_err() {
+                return;
+            }
         }
-    });
-    addr
+    })
 }
 
 #[test]
@@ -577,18 +485,7 @@ fn a_late_frame_is_counted_once_however_late() {
     // the frame was seen before is no longer known, but one hole is still open.
     for by in ["5", "100"] {
         let addr = start_late(10, by.parse().unwrap()).to_string();
-        let run = run_bench(&[
-            &addr,
-            "--json",
-            "--duration",
-            "1",
-            "--warmup",
-            "0",
-            "-c",
-            "1",
-            "-d",
-            "2",
-        ]);
+        let run = one_second(&addr, &["-c", "1", "-d", "2"]);
         assert_eq!(run.code, Some(3), "{by}: {}\n{}", run.stdout, run.stderr);
         assert_eq!(run.number("reordered"), 1.0, "{by}: {}", run.stdout);
         assert_eq!(run.number("lost"), 0.0, "{by}: {}", run.stdout);
@@ -600,54 +497,37 @@ fn a_late_frame_is_counted_once_however_late() {
 /// and holds every later reply until no frame has come for `quiet` (as at the end of a
 /// run), then sends the held ones in order: each of them at least `quiet` late.
 fn start_staller(prompt: usize, quiet: std::time::Duration) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
-            thread::spawn(move || {
-                stream.set_nodelay(true).unwrap();
-                let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
-                let mut held = Vec::new();
-                for n in 0.. {
-                    if n == prompt {
-                        reader.get_ref().set_read_timeout(Some(quiet)).unwrap();
-                    }
-                    let mut header = [0u8; 4];
-                    match reader.read_exact(&mut header) {
-                        Ok(()) => {}
-                        Err(e)
-                            if matches!(
-                                e.kind(),
-                                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                            ) =>
-                        {
-                            // Quiet: a frame never starts across a pause here (the
-                            // bench writes whole frames), so nothing was consumed.
-                            if stream.write_all(&std::mem::take(&mut held)).is_err() {
-                                return;
-                            }
-                            continue;
-                        }
-                        Err(_) => return,
-                    }
-                    let mut frame = header.to_vec();
-                    frame.resize(4 + u32::from_be_bytes(header) as usize, 0);
-                    if reader.read_exact(&mut frame[4..]).is_err() {
+    serve_each(move |_, mut stream| {
+        let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+        let mut held = Vec::new();
+        for n in 0.. {
+            if n == prompt {
+                reader.get_ref().set_read_timeout(Some(quiet)).unwrap();
+            }
+            // A frame never starts across a pause here (the bench writes whole
+            // frames), so a read that times out consumed nothing: quiet.
+            match reader.fill_buf() {
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    if stream.write_all(&std::mem::take(&mut held)).is_err() {
                         return;
                     }
-                    if n < prompt {
-                        if stream.write_all(&frame).is_err() {
-                            return;
-                        }
-                    } else {
-                        held.extend_from_slice(&frame);
-                    }
+                    continue;
                 }
-            });
+                Err(_) => return,
+                Ok(_) => {}
+            }
+            let Some(frame) = next_frame(&mut reader) else {
+                return;
+            };
+            if n < prompt {
+                if stream.write_all(&frame).is_err() {
+                    return;
+                }
+            } else {
+                held.extend_from_slice(&frame);
+            }
         }
-    });
-    addr
+    })
 }
 
 #[test]
@@ -658,18 +538,7 @@ fn open_loop_latency_counts_replies_that_come_back_in_the_drain() {
     // the 300 ms the server held them) is what the percentiles must show.
     let quiet = std::time::Duration::from_millis(300);
     let addr = start_staller(100, quiet).to_string();
-    let run = run_bench(&[
-        &addr,
-        "--json",
-        "--duration",
-        "1",
-        "--warmup",
-        "0",
-        "-c",
-        "1",
-        "--rate",
-        "1000",
-    ]);
+    let run = one_second(&addr, &["-c", "1", "--rate", "1000"]);
     assert_clean(&run);
     let held_us = quiet.as_micros() as f64;
     assert!(run.number("max") >= held_us, "{}", run.stdout);
@@ -688,6 +557,8 @@ fn start_relay_dropping(first: usize) -> SocketAddr {
     let addr = listener.local_addr().unwrap();
     let clients: Arc<Mutex<Vec<(usize, TcpStream)>>> = Arc::default();
     thread::spawn(move || {
+        // Clients are registered here, in accept order, before their frames are read:
+        // a relay delivers to a connection from the moment it accepts it.
         for (id, stream) in listener.incoming().enumerate() {
             let Ok(mut reader) = stream else { return };
             reader.set_nodelay(true).unwrap();
@@ -698,15 +569,9 @@ fn start_relay_dropping(first: usize) -> SocketAddr {
             let clients = Arc::clone(&clients);
             thread::spawn(move || {
                 for n in 0.. {
-                    let mut header = [0u8; 4];
-                    if reader.read_exact(&mut header).is_err() {
+                    let Some(frame) = next_frame(&mut reader) else {
                         return;
-                    }
-                    let mut frame = header.to_vec();
-                    frame.resize(4 + u32::from_be_bytes(header) as usize, 0);
-                    if reader.read_exact(&mut frame[4..]).is_err() {
-                        return;
-                    }
+                    };
                     if n < first {
                         continue;
                     }
