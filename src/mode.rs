@@ -64,12 +64,13 @@ pub enum Offer {
 }
 
 impl SlowConsumer {
-    /// Decides for a frame of `len` bytes offered to a recipient with `pending` bytes
-    /// queued, `cap` allowed, and `dropping` set while it is skipping frames. A
-    /// recipient with nothing pending is keeping up, so it takes any frame, even one
-    /// larger than the cap.
-    pub fn offer(self, len: usize, pending: usize, cap: usize, dropping: bool) -> Offer {
-        let over = pending > 0 && pending.saturating_add(len) > cap;
+    /// Decides for a frame of `len` bytes offered to a recipient with `backlog` bytes
+    /// waiting behind the chunk it is being written, `cap` allowed, and `dropping` set
+    /// while it is skipping frames. A recipient with no backlog is keeping up, so it
+    /// takes any frame, even one larger than the cap: it holds at most the chunk in
+    /// progress plus the cap plus one read's frames.
+    pub fn offer(self, len: usize, backlog: usize, cap: usize, dropping: bool) -> Offer {
+        let over = backlog > 0 && backlog.saturating_add(len) > cap;
         match self {
             SlowConsumer::Disconnect if over => Offer::Disconnect,
             SlowConsumer::Drop if dropping || over => Offer::Skip,
@@ -77,10 +78,10 @@ impl SlowConsumer {
         }
     }
 
-    /// Whether a recipient that is skipping frames may receive again: once it has
-    /// drained below half the cap, so it gets runs of frames, not a sprinkle.
-    pub fn resumes(pending: usize, cap: usize) -> bool {
-        pending <= cap / 2
+    /// Whether a recipient that is skipping frames may receive again: once its backlog
+    /// has drained below half the cap, so it gets runs of frames, not a sprinkle.
+    pub fn resumes(backlog: usize, cap: usize) -> bool {
+        backlog <= cap / 2
     }
 }
 

@@ -327,6 +327,64 @@ fn slow_consumer_under_drop_loses_only_whole_frames_and_resumes() {
     s.daemon.assert_alive();
 }
 
+/// A frame of `len` bytes whose content depends on `seq`, as `SlowScenario` builds them.
+fn numbered(seq: u32, len: usize) -> Vec<u8> {
+    let mut p = payload(0, seq, 1);
+    p.resize(len, seq as u8);
+    p
+}
+
+/// Reads one frame and checks it is `numbered(seq, len)`.
+fn expect_numbered(reader: &mut impl std::io::Read, seq: u32, len: usize, who: &str) {
+    let frame = read_frame_u32be(reader).unwrap_or_else(|| panic!("{who}: cut off"));
+    assert!(frame == numbered(seq, len), "{who}: frame {seq} differs");
+}
+
+#[test]
+fn a_recipient_taking_a_large_frame_is_not_behind_for_it() {
+    // Default caps: 8 MiB frames, 4 MiB of output. Frames of 6 MiB are legal, so a
+    // recipient still being written one of them when the next arrives is keeping up;
+    // only one with a whole frame waiting behind that is past the cap. (A loopback
+    // socket that is not read absorbs about 4 MiB, so part of each frame 0 stays queued.)
+    const LEN: usize = 6 << 20;
+    let daemon = Daemon::start(&["--mode", "broadcast"]);
+    let first = daemon.connect();
+    let second = daemon.connect();
+    let mut watcher = BufReader::with_capacity(1 << 20, daemon.connect());
+    let mut publisher = daemon.connect();
+    daemon.wait_for_log("4 open)");
+    let publish = |publisher: &mut TcpStream, watcher: &mut BufReader<TcpStream>, seq| {
+        publisher
+            .write_all(&frame_u32be(&numbered(seq, LEN)))
+            .unwrap();
+        // The watcher has it all only once the daemon has offered it to everyone.
+        expect_numbered(watcher, seq, LEN, "watcher");
+    };
+    // Neither `first` nor `second` reads: most of frame 0 waits in their queues when
+    // frame 1 comes.
+    publish(&mut publisher, &mut watcher, 0);
+    publish(&mut publisher, &mut watcher, 1);
+    let mut first = BufReader::with_capacity(1 << 20, first);
+    expect_numbered(&mut first, 0, LEN, "first");
+    expect_numbered(&mut first, 1, LEN, "first");
+    // `second` still has frame 1 waiting whole behind frame 0: frame 2 would put it
+    // past the cap, `first` has caught up and takes it.
+    publish(&mut publisher, &mut watcher, 2);
+    expect_numbered(&mut first, 2, LEN, "first");
+    let (first_addr, second_addr) = (
+        first.get_ref().local_addr().unwrap(),
+        second.local_addr().unwrap(),
+    );
+    daemon.wait_for_log(&format!("{second_addr}: slow consumer"));
+    assert!(
+        !daemon
+            .stderr()
+            .contains(&format!("{first_addr}: slow consumer")),
+        "a recipient that kept up was cut:\n{}",
+        daemon.stderr()
+    );
+}
+
 #[test]
 fn broadcast_works_with_every_framing() {
     for name in ["u8", "u16le", "u32be", "u64be", "line", "fixed:16", "raw"] {

@@ -45,6 +45,17 @@ impl Output {
         self.len + self.queue.len() * CHUNK_COST
     }
 
+    /// What waits behind the chunk being written, counted as [`Output::footprint`]
+    /// counts: what a recipient has fallen behind by. The front chunk is one read's
+    /// frames, already on their way, so a recipient that is taking a large frame is
+    /// not behind for it.
+    pub fn backlog(&self) -> usize {
+        match self.queue.front() {
+            Some(front) => self.footprint() - front.len() - CHUNK_COST,
+            None => 0,
+        }
+    }
+
     /// True when nothing is waiting to be written.
     pub fn is_empty(&self) -> bool {
         self.len == 0
@@ -178,6 +189,27 @@ mod tests {
         assert_eq!(out.write_to(&mut w).unwrap(), 8);
         assert_eq!(out.len(), 3);
         assert_eq!(w.out, b"hello wo");
+    }
+
+    #[test]
+    fn the_backlog_is_what_waits_behind_the_chunk_being_written() {
+        let mut out = Output::default();
+        assert_eq!(out.backlog(), 0);
+        out.push(Bytes::from(vec![1u8; 3000]));
+        assert_eq!(out.backlog(), 0, "one chunk in progress is no backlog");
+        out.push(Bytes::from(vec![2u8; 500]));
+        out.push(Bytes::from(vec![3u8; 200]));
+        assert_eq!(out.backlog(), 700 + 2 * CHUNK_COST);
+        let mut sink = Choppy {
+            out: Vec::new(),
+            step: 3100,
+            calls: 0,
+            block_every: 2,
+        };
+        out.write_to(&mut sink).unwrap();
+        // The first chunk is gone and the second is partly written: only the third waits.
+        assert_eq!(out.len(), 600);
+        assert_eq!(out.backlog(), 200 + CHUNK_COST);
     }
 
     #[test]

@@ -229,7 +229,7 @@ impl Server {
                 continue;
             }
             let cost = frames.len() + CHUNK_COST;
-            match policy.offer(cost, conn.output.footprint(), cap, conn.dropping) {
+            match policy.offer(cost, conn.output.backlog(), cap, conn.dropping) {
                 Offer::Queue => {
                     conn.output.push(frames.clone());
                     mark(&mut self.dirty, &mut conn.in_dirty, key);
@@ -237,9 +237,9 @@ impl Server {
                 Offer::Skip => {
                     if !mem::replace(&mut conn.dropping, true) {
                         debug!(
-                            "{}: slow consumer: {} bytes pending, skipping frames",
+                            "{}: slow consumer: a backlog of {} bytes, skipping frames",
                             conn.peer,
-                            conn.output.len()
+                            conn.output.backlog()
                         );
                     }
                     conn.dropped += count;
@@ -247,9 +247,9 @@ impl Server {
                 }
                 Offer::Disconnect => {
                     info!(
-                        "{}: slow consumer: {} bytes pending would pass the cap of {cap} bytes; disconnecting",
+                        "{}: slow consumer: a backlog of {} bytes would pass the cap of {cap} bytes; disconnecting",
                         conn.peer,
-                        conn.output.len()
+                        conn.output.backlog()
                     );
                     self.stats.slow_disconnects += 1;
                     mark_closed(conn, key, &mut self.closed, &"slow consumer");
@@ -313,15 +313,14 @@ impl Server {
             (false, false) => stalled.or(Some(now)),
         };
         let mut rearm = stalled.is_none() && conn.clock.write_stalled.is_some();
-        let footprint = conn.output.footprint();
-        if conn.dropping && SlowConsumer::resumes(footprint, self.config.max_output) {
+        if conn.dropping && SlowConsumer::resumes(conn.output.backlog(), self.config.max_output) {
             debug!(
                 "{}: caught up after {} skipped frames",
                 conn.peer, conn.dropped
             );
             conn.dropping = false;
         }
-        if conn.paused && footprint <= self.config.max_output / 2 {
+        if conn.paused && conn.output.footprint() <= self.config.max_output / 2 {
             conn.paused = false;
             // The frame clock stopped while we were not reading; a frame left half
             // received starts it again now, whether or not more bytes come. Not on a
