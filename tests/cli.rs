@@ -87,19 +87,23 @@ fn bad_flag_values_are_usage_errors_naming_the_flag() {
 }
 
 #[test]
-fn help_lists_every_flag() {
+fn help_and_readme_list_the_same_flags_and_defaults() {
     let out = run(&["--help"]);
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
-    for flag in [
-        "--listen",
-        "--mode",
-        "--framing",
-        "--max-frame",
-        "--max-output",
-        "--max-connections",
-    ] {
-        assert!(help.contains(flag), "help lacks {flag}");
+    common::assert_help_matches_readme(&help, "## Command line");
+    // The synopsis above the table names every flag too.
+    let readme = include_str!("../README.md");
+    let synopsis = readme
+        .split("```text\nframecast ")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("README has the daemon's synopsis");
+    for (flag, _) in common::help_flags(&help) {
+        assert!(
+            synopsis.contains(&format!("[{flag}")),
+            "the README's synopsis lacks {flag}"
+        );
     }
 }
 
