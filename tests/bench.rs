@@ -853,6 +853,25 @@ fn help_describes_the_bench_and_matches_the_readme() {
 }
 
 #[test]
+fn usage_errors_quote_the_value_and_say_what_is_wrong() {
+    let _machine = one_at_a_time();
+    let run = run_bench(&["127.0.0.1:9", "--duration", "0"]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("invalid value '0' for '--duration'"),
+        "{}",
+        run.stderr
+    );
+    let run = run_bench(&["127.0.0.1:9", "--size", "10..5"]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("MIN is larger than MAX"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
 fn durations_too_long_to_add_up_are_a_usage_error() {
     let _machine = one_at_a_time();
     let run = run_bench(&["127.0.0.1:9", "-t", "1e19", "--warmup", "1e19"]);
