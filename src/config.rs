@@ -28,6 +28,10 @@ pub const DEFAULT_FRAME_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default time a graceful shutdown spends flushing pending output (5 s).
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest TCP keepalive idle time Linux accepts (`MAX_TCP_KEEPIDLE`, 32767 s); the
+/// kernel counts it in whole seconds, so `--keepalive` is checked against both when
+/// parsed rather than failing on every accepted socket.
+pub const MAX_KEEPALIVE: Duration = Duration::from_secs(32767);
 /// Default listen backlog: enough for connect bursts, as Redis and nginx use (511) and more.
 pub const DEFAULT_BACKLOG: u32 = 1024;
 
@@ -276,6 +280,24 @@ pub fn parse_optional_duration(text: &str) -> Result<Option<Duration>, ParseDura
     }
 }
 
+/// Parses a TCP keepalive idle time: whole seconds from `1s` to [`MAX_KEEPALIVE`], or
+/// `off` (also `0`) for none.
+///
+/// # Errors
+/// A message naming the problem: not a duration, or one the kernel would refuse.
+pub fn parse_keepalive(text: &str) -> Result<Option<Duration>, String> {
+    let idle = parse_optional_duration(text).map_err(|e| e.to_string())?;
+    match idle {
+        Some(d) if d.subsec_nanos() != 0 || d < Duration::from_secs(1) || d > MAX_KEEPALIVE => {
+            Err(format!(
+                "TCP keepalive takes whole seconds, from 1s to {}s (about 9h), or off",
+                MAX_KEEPALIVE.as_secs()
+            ))
+        }
+        _ => Ok(idle),
+    }
+}
+
 /// Parses a listen address: `IP:PORT` (`[::1]:7070` for IPv6); `HOST:PORT`, which
 /// stands for every address the name resolves to (`localhost:7070` is usually
 /// 127.0.0.1 and ::1); or a bare `PORT`, on loopback like the default.
@@ -337,6 +359,18 @@ mod tests {
             parse_optional_duration("10s"),
             Ok(Some(Duration::from_secs(10)))
         );
+    }
+
+    #[test]
+    fn keepalive_is_whole_seconds_the_kernel_accepts_or_off() {
+        assert_eq!(parse_keepalive("off"), Ok(None));
+        assert_eq!(parse_keepalive("0s"), Ok(None));
+        assert_eq!(parse_keepalive("42s"), Ok(Some(Duration::from_secs(42))));
+        assert_eq!(parse_keepalive("9h"), Ok(Some(Duration::from_secs(32400))));
+        assert_eq!(parse_keepalive("32767s"), Ok(Some(MAX_KEEPALIVE)));
+        for bad in ["500ms", "1500ms", "32768s", "10h", "soon"] {
+            assert!(parse_keepalive(bad).is_err(), "{bad:?} should not parse");
+        }
     }
 
     #[test]

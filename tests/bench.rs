@@ -840,6 +840,38 @@ fn payloads_too_small_for_the_integrity_header_are_a_usage_error() {
 }
 
 #[test]
+fn help_describes_the_bench_and_matches_the_readme() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_framecast-bench"))
+        .arg("--help")
+        .output()
+        .expect("run framecast-bench --help");
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    // Its own description, not the package's (which describes the daemon).
+    assert!(help.starts_with("A load generator"), "{help}");
+    common::assert_help_matches_readme(&help, "## Load testing");
+}
+
+#[test]
+fn usage_errors_quote_the_value_and_say_what_is_wrong() {
+    let _machine = one_at_a_time();
+    let run = run_bench(&["127.0.0.1:9", "--duration", "0"]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("invalid value '0' for '--duration'"),
+        "{}",
+        run.stderr
+    );
+    let run = run_bench(&["127.0.0.1:9", "--size", "10..5"]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("MIN is larger than MAX"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
 fn durations_too_long_to_add_up_are_a_usage_error() {
     let _machine = one_at_a_time();
     let run = run_bench(&["127.0.0.1:9", "-t", "1e19", "--warmup", "1e19"]);

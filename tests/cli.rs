@@ -87,20 +87,68 @@ fn bad_flag_values_are_usage_errors_naming_the_flag() {
 }
 
 #[test]
-fn help_lists_every_flag() {
+fn help_and_readme_list_the_same_flags_and_defaults() {
     let out = run(&["--help"]);
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
-    for flag in [
-        "--listen",
-        "--mode",
-        "--framing",
-        "--max-frame",
-        "--max-output",
-        "--max-connections",
-    ] {
-        assert!(help.contains(flag), "help lacks {flag}");
+    common::assert_help_matches_readme(&help, "## Command line");
+    // The synopsis above the table names every flag too.
+    let readme = include_str!("../README.md");
+    let synopsis = readme
+        .split("```text\nframecast ")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("README has the daemon's synopsis");
+    for (flag, _) in common::help_flags(&help) {
+        assert!(
+            synopsis.contains(&format!("[{flag}")),
+            "the README's synopsis lacks {flag}"
+        );
     }
+}
+
+/// Runs the daemon on a free port for at most a few seconds: its exit code, or `None`
+/// if it was still running (and has been killed).
+fn exit_code_within_seconds(args: &[&str]) -> Option<i32> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_framecast"))
+        .args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn framecast");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::time::Instant::now() < deadline {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status.code();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+#[test]
+fn keepalive_the_kernel_would_refuse_is_a_usage_error() {
+    // The kernel takes whole seconds up to 32767; anything else used to be accepted,
+    // then failed on every accepted socket (logged at debug) and left keepalive off.
+    for bad in ["10h", "500ms", "1500ms"] {
+        assert_eq!(
+            exit_code_within_seconds(&["--keepalive", bad]),
+            Some(2),
+            "--keepalive {bad}"
+        );
+    }
+    let out = run(&["--listen", "127.0.0.1:0", "--keepalive", "10h"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("'--keepalive <DURATION>'") && stderr.contains("whole seconds"),
+        "{stderr}"
+    );
+    // `off`, the default the README and --help show, may also be written out.
+    let daemon = Daemon::start(&["--keepalive", "off"]);
+    echo_roundtrip(&mut daemon.connect(), &frame_u32be(b"no keepalive"));
 }
 
 #[test]

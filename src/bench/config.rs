@@ -134,15 +134,28 @@ impl fmt::Display for SizeRange {
 
 /// A `--size` that is neither a size nor a range of sizes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ParseSizeRangeError(String);
+pub struct ParseSizeRangeError {
+    /// The text given.
+    text: String,
+    /// Two sizes, the first larger than the second: say so rather than show the syntax.
+    reversed: bool,
+}
 
 impl fmt::Display for ParseSizeRangeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid size '{}' (expected BYTES or MIN..MAX, e.g. 512, 4KiB or 64..1024)",
-            self.0
-        )
+        if self.reversed {
+            write!(
+                f,
+                "invalid size range '{}': MIN is larger than MAX",
+                self.text
+            )
+        } else {
+            write!(
+                f,
+                "invalid size '{}' (expected BYTES or MIN..MAX, e.g. 512, 4KiB or 64..1024)",
+                self.text
+            )
+        }
     }
 }
 
@@ -153,14 +166,18 @@ impl FromStr for SizeRange {
 
     /// Parses `512`, `4KiB` or `64..1024` (inclusive; units as for `--max-frame`).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || ParseSizeRangeError(s.to_owned());
+        let error = |reversed| ParseSizeRangeError {
+            text: s.to_owned(),
+            reversed,
+        };
+        let bad = || error(false);
         match s.split_once("..") {
             None => parse_size(s).map(SizeRange::fixed).map_err(|_| bad()),
             Some((min, max)) => {
                 let min = parse_size(min).map_err(|_| bad())?;
                 let max = parse_size(max).map_err(|_| bad())?;
                 if min > max {
-                    return Err(bad());
+                    return Err(error(true));
                 }
                 Ok(SizeRange { min, max })
             }
@@ -334,7 +351,7 @@ impl BenchConfig {
         if self.warmup > MAX_DURATION {
             return Err(ConfigError::OutOfRange {
                 flag: "--warmup",
-                value: format!("{:?}", self.warmup),
+                value: self.warmup.as_secs_f64().to_string(),
                 why: format!("must be at most {} s", MAX_DURATION.as_secs()),
             });
         }
@@ -346,7 +363,7 @@ impl BenchConfig {
         if self.duration.is_zero() || too_long {
             return Err(ConfigError::OutOfRange {
                 flag: "--duration",
-                value: format!("{:?}", self.duration),
+                value: self.duration.as_secs_f64().to_string(),
                 why: format!(
                     "must be more than 0 and, with the warmup, at most {} s",
                     MAX_DURATION.as_secs()
@@ -476,7 +493,7 @@ mod tests {
             );
         }
         let error = "1024..64".parse::<SizeRange>().unwrap_err().to_string();
-        assert!(error.contains("MIN..MAX"), "{error}");
+        assert!(error.contains("MIN is larger than MAX"), "{error}");
     }
 
     #[test]

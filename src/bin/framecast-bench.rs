@@ -22,7 +22,7 @@ use framecast::Framing;
 /// driven, verifies every frame, reports rates, latency percentiles, errors and CPU
 /// time per frame.
 #[derive(Debug, Parser)]
-#[command(name = "framecast-bench", version, about, max_term_width = 100)]
+#[command(name = "framecast-bench", version, max_term_width = 100)]
 struct Args {
     /// The server to load: HOST:PORT.
     #[arg(value_name = "ADDR", default_value = config::DEFAULT_TARGET)]
@@ -59,7 +59,8 @@ struct Args {
     #[arg(long, short = 'r', value_name = "R", conflicts_with = "depth")]
     rate: Option<f64>,
 
-    /// Payload bytes, or MIN..MAX for sizes drawn at random (KiB, MiB allowed).
+    /// Payload bytes, or MIN..MAX for sizes drawn at random (KiB, MiB allowed); 512 by
+    /// default, N with --framing fixed:N.
     #[arg(long, short = 's', value_name = "BYTES|MIN..MAX")]
     size: Option<SizeRange>,
 

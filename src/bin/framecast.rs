@@ -106,9 +106,10 @@ struct Args {
     #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
     nodelay: bool,
 
-    /// Enable TCP keepalive on accepted sockets, probing after this much idle time.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    keepalive: Option<Duration>,
+    /// Enable TCP keepalive on accepted sockets, probing after this much idle time
+    /// (whole seconds, 1s to 32767s), or off.
+    #[arg(long, value_name = "DURATION", value_parser = config::parse_keepalive, default_value = "off")]
+    keepalive: Limit,
 
     /// Listen backlog: connections the kernel queues before they are accepted.
     #[arg(long, value_name = "N", default_value_t = config::DEFAULT_BACKLOG)]

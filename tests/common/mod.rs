@@ -458,3 +458,99 @@ fn run_bench_command(
         };
     }
 }
+
+/// The long flags in a binary's `--help` output, each with its `[default: ...]` if it
+/// states one (`--help` and `--version` left out: every clap program has them).
+pub fn help_flags(help: &str) -> Vec<(String, Option<String>)> {
+    let mut flags: Vec<(String, Option<String>)> = Vec::new();
+    for line in help.lines() {
+        let trimmed = line.trim_start();
+        // A flag's own line starts with it (`--listen <ADDR>` or `-c, --connections <N>`);
+        // its description, on the same line or the next ones, may name other flags.
+        let is_flag = trimmed.starts_with("--")
+            || (trimmed.starts_with('-') && trimmed.get(2..6) == Some(", --"));
+        if is_flag {
+            let start = trimmed.find("--").unwrap_or(0);
+            let name: String = trimmed[start..]
+                .chars()
+                .take_while(|c| !c.is_whitespace())
+                .collect();
+            flags.push((name, None));
+        }
+        if let (Some(last), Some(at)) = (flags.last_mut(), line.find("[default: ")) {
+            let rest = &line[at + "[default: ".len()..];
+            last.1 = rest.find(']').map(|end| rest[..end].to_owned());
+        }
+    }
+    flags.retain(|(name, _)| name != "--help" && name != "--version");
+    flags
+}
+
+/// The flags in the README's table under the heading that starts with `heading`, each
+/// with its default column (the value inside backticks, or the plain text).
+pub fn readme_flags(heading: &str) -> Vec<(String, String)> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("read README.md");
+    let start = readme
+        .find(&format!("\n{heading}"))
+        .unwrap_or_else(|| panic!("README has no heading {heading:?}"));
+    let section = &readme[start + 1..];
+    let end = section[1..].find("\n## ").map_or(section.len(), |e| e + 1);
+    let mut flags = Vec::new();
+    for row in section[..end].lines().filter(|l| l.starts_with("| `-")) {
+        let row = row.replace("\\|", "/");
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        let ticked = |cell: &str| -> Vec<String> {
+            cell.split('`')
+                .skip(1)
+                .step_by(2)
+                .map(str::to_owned)
+                .collect()
+        };
+        let names: Vec<String> = ticked(cells[1])
+            .iter()
+            .flat_map(|part| {
+                part.split([' ', ','])
+                    .filter(|w| w.starts_with("--"))
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let defaults = ticked(cells[2]);
+        for (i, name) in names.iter().enumerate() {
+            let default = match defaults.len() {
+                0 => cells[2].to_owned(),
+                n if n == names.len() => defaults[i].clone(),
+                _ => defaults[0].clone(),
+            };
+            flags.push((name.clone(), default));
+        }
+    }
+    flags
+}
+
+/// Asserts that `help` and the README table under `heading` list the same flags, and
+/// that the README's default is the one `--help` states, wherever it states one.
+pub fn assert_help_matches_readme(help: &str, heading: &str) {
+    let help = help_flags(help);
+    let readme = readme_flags(heading);
+    assert!(!help.is_empty() && !readme.is_empty(), "nothing parsed");
+    for (name, default) in &help {
+        let row = readme.iter().find(|(n, _)| n == name);
+        let Some((_, documented)) = row else {
+            panic!("{name} is in --help but not in the README table under {heading:?}")
+        };
+        if let Some(default) = default {
+            assert_eq!(
+                documented, default,
+                "{name}: the README says the default is {documented:?}, --help says {default:?}"
+            );
+        }
+    }
+    for (name, _) in &readme {
+        assert!(
+            help.iter().any(|(n, _)| n == name),
+            "{name} is in the README table under {heading:?} but not in --help"
+        );
+    }
+}
