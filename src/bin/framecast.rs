@@ -41,8 +41,9 @@ struct Args {
     #[arg(long)]
     echo_self: bool,
 
-    /// In broadcast mode, what happens to a client whose pending output passes
-    /// --max-output: disconnect it, or drop whole frames for it until it catches up.
+    /// In broadcast mode, what happens to a client whose backlog (output waiting behind
+    /// the frames being written to it) passes --max-output: disconnect it, or drop whole
+    /// frames for it until it catches up.
     #[arg(long, value_name = "POLICY", default_value = "disconnect")]
     slow_consumer: SlowConsumer,
 
