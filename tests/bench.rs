@@ -872,6 +872,34 @@ fn usage_errors_quote_the_value_and_say_what_is_wrong() {
 }
 
 #[test]
+fn flags_that_would_be_ignored_are_usage_errors() {
+    let _machine = one_at_a_time();
+    // No such process: its CPU time would be a silent "n/a" after the run.
+    let run = run_bench(&["127.0.0.1:9", "--server-pid", "4294967295"]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("'--server-pid <PID>'"),
+        "{}",
+        run.stderr
+    );
+    // A flag of the other scenario.
+    let run = run_bench(&["127.0.0.1:9", "--scenario", "broadcast", "-c", "8"]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("--connections applies"),
+        "{}",
+        run.stderr
+    );
+    let run = run_bench(&["127.0.0.1:9", "--publishers", "2"]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("--publishers applies"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
 fn durations_too_long_to_add_up_are_a_usage_error() {
     let _machine = one_at_a_time();
     let run = run_bench(&["127.0.0.1:9", "-t", "1e19", "--warmup", "1e19"]);

@@ -14,7 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::error::ErrorKind;
-use clap::{CommandFactory, Parser, ValueEnum};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
 use framecast::bench::{self, config, BenchConfig, Load, Scenario, SizeRange, Status};
 use framecast::Framing;
 
@@ -112,6 +113,33 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("'{text}' is not a number of seconds"))
 }
 
+/// Parses a command line into the run's configuration and whether to print JSON.
+fn parse_from<I, T>(argv: I) -> Result<(BenchConfig, bool), clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let matches = Args::command().try_get_matches_from(argv)?;
+    let given = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
+    let args = Args::from_arg_matches(&matches)?;
+    // A flag of the other scenario would be silently ignored: say so instead.
+    let stray = match args.scenario {
+        ScenarioName::Echo => ["publishers", "subscribers"]
+            .into_iter()
+            .find(|id| given(id))
+            .map(|id| format!("--{id} applies to --scenario broadcast only")),
+        ScenarioName::Broadcast => given("connections").then(|| {
+            "--connections applies to --scenario echo only (broadcast connects \
+             --publishers + --subscribers)"
+                .to_owned()
+        }),
+    };
+    if let Some(msg) = stray {
+        return Err(Args::command().error(ErrorKind::ArgumentConflict, msg));
+    }
+    args.into_config()
+}
+
 impl Args {
     /// Checks what the parser cannot check field by field.
     fn into_config(self) -> Result<(BenchConfig, bool), clap::Error> {
@@ -153,6 +181,14 @@ impl Args {
             seed: self.seed,
         };
         config.validate().map_err(|e| invalid(e.to_string()))?;
+        if let Some(pid) = config.server_pid {
+            // Found out now, not as a silent "n/a" in the summary after the run.
+            bench::cpu::process_time(Some(pid)).map_err(|e| {
+                invalid(format!(
+                    "invalid value '{pid}' for '--server-pid <PID>': cannot read its CPU time: {e}"
+                ))
+            })?;
+        }
         Ok((config, self.json))
     }
 }
@@ -170,7 +206,7 @@ fn resolve(target: &str) -> Result<SocketAddr, String> {
 }
 
 fn main() -> ExitCode {
-    let (config, json) = match Args::parse().into_config() {
+    let (config, json) = match parse_from(std::env::args_os()) {
         Ok(parsed) => parsed,
         Err(e) => e.exit(),
     };
@@ -265,6 +301,36 @@ mod tests {
         let args = Args::try_parse_from(["framecast-bench", "--framing", "fixed:100"]).unwrap();
         let (config, _) = args.into_config().unwrap();
         assert_eq!(config.size, SizeRange::fixed(100));
+    }
+
+    #[test]
+    fn flags_of_the_other_scenario_are_refused() {
+        let run = |args: &[&str]| {
+            parse_from(["framecast-bench"].iter().chain(args))
+                .map(|(config, _)| config.scenario)
+                .map_err(|e| e.to_string())
+        };
+        let error = run(&["--scenario", "broadcast", "-c", "5"]).unwrap_err();
+        assert!(
+            error.contains("--connections applies to --scenario echo"),
+            "{error}"
+        );
+        let error = run(&["--publishers", "2"]).unwrap_err();
+        assert!(
+            error.contains("--publishers applies to --scenario broadcast"),
+            "{error}"
+        );
+        let error = run(&["--scenario", "echo", "--subscribers", "2"]).unwrap_err();
+        assert!(error.contains("--subscribers applies"), "{error}");
+        // Each scenario's own flags, and defaults of the other's, are fine.
+        assert_eq!(run(&["-c", "5"]), Ok(Scenario::Echo { connections: 5 }));
+        assert_eq!(
+            run(&["--scenario", "broadcast", "--subscribers", "3"]),
+            Ok(Scenario::Broadcast {
+                publishers: 1,
+                subscribers: 3
+            })
+        );
     }
 
     #[test]
