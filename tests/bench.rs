@@ -852,63 +852,43 @@ fn help_describes_the_bench_and_matches_the_readme() {
     common::assert_help_matches_readme(&help, "## Load testing");
 }
 
+/// Runs the bench with `args` (against a port nothing listens on: it must not get that
+/// far) and checks it exits 2 with a message containing `says`, and no panic.
+fn assert_usage_error(args: &[&str], says: &str) {
+    let run = run_bench(&[&["127.0.0.1:9"], args].concat());
+    assert_eq!(run.code, Some(2), "{args:?}: {}", run.stderr);
+    assert!(
+        run.stderr.contains(says) && !run.stderr.contains("panicked"),
+        "{args:?}: {}",
+        run.stderr
+    );
+}
+
 #[test]
 fn usage_errors_quote_the_value_and_say_what_is_wrong() {
     let _machine = one_at_a_time();
-    let run = run_bench(&["127.0.0.1:9", "--duration", "0"]);
-    assert_eq!(run.code, Some(2), "{}", run.stderr);
-    assert!(
-        run.stderr.contains("invalid value '0' for '--duration'"),
-        "{}",
-        run.stderr
-    );
-    let run = run_bench(&["127.0.0.1:9", "--size", "10..5"]);
-    assert_eq!(run.code, Some(2), "{}", run.stderr);
-    assert!(
-        run.stderr.contains("MIN is larger than MAX"),
-        "{}",
-        run.stderr
-    );
+    assert_usage_error(&["--duration", "0"], "invalid value '0' for '--duration'");
+    assert_usage_error(&["--size", "10..5"], "MIN is larger than MAX");
 }
 
 #[test]
 fn flags_that_would_be_ignored_are_usage_errors() {
     let _machine = one_at_a_time();
     // No such process: its CPU time would be a silent "n/a" after the run.
-    let run = run_bench(&["127.0.0.1:9", "--server-pid", "4294967295"]);
-    assert_eq!(run.code, Some(2), "{}", run.stderr);
-    assert!(
-        run.stderr.contains("'--server-pid <PID>'"),
-        "{}",
-        run.stderr
-    );
+    assert_usage_error(&["--server-pid", "4294967295"], "'--server-pid <PID>'");
     // A flag of the other scenario.
-    let run = run_bench(&["127.0.0.1:9", "--scenario", "broadcast", "-c", "8"]);
-    assert_eq!(run.code, Some(2), "{}", run.stderr);
-    assert!(
-        run.stderr.contains("--connections applies"),
-        "{}",
-        run.stderr
+    assert_usage_error(
+        &["--scenario", "broadcast", "-c", "8"],
+        "--connections applies",
     );
-    let run = run_bench(&["127.0.0.1:9", "--publishers", "2"]);
-    assert_eq!(run.code, Some(2), "{}", run.stderr);
-    assert!(
-        run.stderr.contains("--publishers applies"),
-        "{}",
-        run.stderr
-    );
+    assert_usage_error(&["--publishers", "2"], "--publishers applies");
 }
 
 #[test]
 fn durations_too_long_to_add_up_are_a_usage_error() {
     let _machine = one_at_a_time();
-    let run = run_bench(&["127.0.0.1:9", "-t", "1e19", "--warmup", "1e19"]);
-    assert_eq!(run.code, Some(2), "{}", run.stderr);
-    assert!(run.stderr.contains("'--warmup'"), "{}", run.stderr);
-    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
-    let run = run_bench(&["127.0.0.1:9", "-t", "1e19", "--warmup", "1"]);
-    assert_eq!(run.code, Some(2), "{}", run.stderr);
-    assert!(run.stderr.contains("'--duration'"), "{}", run.stderr);
+    assert_usage_error(&["-t", "1e19", "--warmup", "1e19"], "'--warmup'");
+    assert_usage_error(&["-t", "1e19", "--warmup", "1"], "'--duration'");
 }
 
 #[test]
