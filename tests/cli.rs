@@ -65,7 +65,7 @@ fn busy_port_exits_1_naming_the_address() {
 
 #[test]
 fn bad_flag_values_are_usage_errors_naming_the_flag() {
-    let cases: [(&[&str], &str); 10] = [
+    let cases: [(&[&str], &str); 11] = [
         (&["--max-frame", "lots"], "--max-frame"),
         (&["--max-output", "1.5MiB"], "--max-output"),
         (&["--framing", "u24be"], "--framing"),
@@ -74,6 +74,10 @@ fn bad_flag_values_are_usage_errors_naming_the_flag() {
         (&["--listen", "no-such-host.invalid:7070"], "--listen"),
         (&["--max-connections", "many"], "--max-connections"),
         (&["--max-frame", "0"], "--max-frame"),
+        (
+            &["--max-connections", "9223372036854775807"],
+            "--max-connections",
+        ),
         (&["--max-frame", "18446744073709551615"], "--max-frame"),
         (
             &["--framing", "fixed:2MiB", "--max-frame", "1MiB"],

@@ -14,7 +14,7 @@ use framecast::codec::{Oversize, MAX_FRAME_LIMIT};
 use framecast::config::{self, parse_duration, parse_optional_duration, parse_size};
 use framecast::fd_limit::{self, FdLimit};
 use framecast::mode::SlowConsumer;
-use framecast::server::Stopped;
+use framecast::server::{Stopped, MAX_CONNECTIONS_LIMIT};
 use framecast::{Config, Framing, Mode, Server};
 use log::{info, warn};
 
@@ -149,6 +149,12 @@ impl Args {
             return Err(invalid(
                 "invalid value '0' for '--max-connections <N>': must be at least 1".into(),
             ));
+        }
+        if self.max_connections > MAX_CONNECTIONS_LIMIT {
+            return Err(invalid(format!(
+                "invalid value '{}' for '--max-connections <N>': at most {MAX_CONNECTIONS_LIMIT}",
+                self.max_connections
+            )));
         }
         if self.echo_self && self.mode != Mode::Broadcast {
             return Err(invalid(

@@ -50,6 +50,9 @@ pub use timers::Expiry;
 /// Token of the first listener; listener `i` is `FIRST_LISTENER + i`. Connection
 /// tokens are slab keys, far below (`max_connections` is checked against it).
 const FIRST_LISTENER: usize = usize::MAX / 2;
+/// The largest `max_connections` a server takes: connection tokens must stay below the
+/// listeners'.
+pub const MAX_CONNECTIONS_LIMIT: usize = FIRST_LISTENER - 1;
 /// Token of the signal pipe, outside both ranges.
 const SIGNALS: Token = Token(usize::MAX);
 /// Events taken from one poll call.
@@ -224,7 +227,7 @@ impl Server {
         if config.listen.is_empty() {
             return Err(StartError::Config("no listen address".into()));
         }
-        if config.max_connections >= FIRST_LISTENER {
+        if config.max_connections > MAX_CONNECTIONS_LIMIT {
             return Err(StartError::Config("max connections is too large".into()));
         }
         let poll = Poll::new().map_err(StartError::Poll)?;
