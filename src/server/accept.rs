@@ -5,7 +5,7 @@
 use std::fs::File;
 use std::io;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use log::{debug, warn};
 use mio::net::{TcpListener, TcpStream};
@@ -24,6 +24,8 @@ const ACCEPT_BATCH: usize = 64;
 pub(super) const MIN_BACKOFF: Duration = Duration::from_millis(10);
 /// Longest pause between accept attempts while errors persist.
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// Refusals at the connection limit are logged in one line at most this often.
+const REFUSALS_LINE_EVERY: Duration = Duration::from_secs(1);
 /// `EMFILE` and `ENFILE`: this process, or the system, is out of file descriptors.
 /// (The same numbers on Linux, the BSDs and macOS.)
 const EMFILE: i32 = 24;
@@ -163,17 +165,25 @@ impl Server {
     fn refuse_over_limit(&mut self) {
         self.stats.refused += 1;
         self.refusals.0 += 1;
-        let due = self
-            .refusals
-            .1
-            .is_none_or(|last| self.now.duration_since(last) >= Duration::from_secs(1));
-        if due {
+        self.log_refusals();
+    }
+
+    /// Logs the refusals not yet logged, unless the last line is under a second old.
+    /// Called each loop turn too (with a poll deadline), so the end of a burst is said
+    /// within a second, not left for the next refusal.
+    pub(super) fn log_refusals(&mut self) {
+        if self.refusals.0 > 0 && self.next_refusals_line().is_none_or(|due| self.now >= due) {
             warn!(
                 "refused {} connection(s): at the limit of {} connections",
                 self.refusals.0, self.config.max_connections
             );
             self.refusals = (0, Some(self.now));
         }
+    }
+
+    /// When the refusals not yet logged may be: a second after the last line.
+    pub(super) fn next_refusals_line(&self) -> Option<Instant> {
+        self.refusals.1.map(|last| last + REFUSALS_LINE_EVERY)
     }
 }
 

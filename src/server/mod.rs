@@ -361,6 +361,7 @@ impl Server {
             self.serve_ready();
             // After reading, so a frame that arrived with this wake-up counts as activity.
             self.expire_timers();
+            self.log_refusals();
             if self.now >= self.next_sweep {
                 self.release_idle_buffers();
             }
@@ -383,6 +384,7 @@ impl Server {
             self.draining_until,
             (!self.conns.is_empty()).then_some(self.next_sweep),
             self.stats_line.map(|line| line.due),
+            self.next_refusals_line().filter(|_| self.refusals.0 > 0),
         ];
         let next = deadlines.into_iter().flatten().min()?;
         Some(next.saturating_duration_since(Instant::now()))
