@@ -13,6 +13,16 @@ use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
 /// signal pipe, the spare descriptor, stdio), with room to spare.
 pub const RESERVED: u64 = 32;
 
+/// How many descriptors this process has open (Linux: the entries of `/proc/self/fd`),
+/// or `None` where that cannot be read. Taken once the daemon holds all of its own
+/// (listeners, poller, signal pipe, spare, and whatever it inherited), the rest of the
+/// limit is what its connections can use.
+pub fn open_now() -> Option<u64> {
+    let entries = std::fs::read_dir("/proc/self/fd").ok()?;
+    // The descriptor reading the directory is listed too.
+    Some((entries.count() as u64).saturating_sub(1))
+}
+
 /// What [`raise_for`] found or did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FdLimit {

@@ -205,23 +205,34 @@ fn parse_listen(text: &str) -> Result<Listen, String> {
     config::parse_listen(text).map(Listen)
 }
 
-/// Raises the open-file limit for `max_connections`, logging what it did or why the
-/// configured maximum cannot be reached. Never fatal: running out of descriptors is
-/// survived anyway.
-fn raise_fd_limit(max_connections: usize) {
+/// Raises the open-file limit for `max_connections`, logging what it did. Returns the
+/// limit and what is wanted when the hard limit keeps it short: see [`warn_fd_short`].
+/// Never fatal: running out of descriptors is survived anyway.
+fn raise_fd_limit(max_connections: usize) -> Option<(u64, u64)> {
     match fd_limit::raise_for(max_connections) {
-        Ok(FdLimit::Enough) => {}
+        Ok(FdLimit::Enough) => None,
         Ok(FdLimit::Raised { from, to }) => {
             info!("raised the open-file limit from {from} to {to} for --max-connections {max_connections}");
+            None
         }
-        Ok(FdLimit::Short { limit, wanted }) => warn!(
-            "the open-file limit is {limit} and the hard limit allows no more: about {} \
-             connections can be open at once, not --max-connections {max_connections} \
-             (which needs {wanted}; raise the hard limit, e.g. `ulimit -n`)",
-            limit.saturating_sub(fd_limit::RESERVED)
-        ),
-        Err(e) => warn!("cannot raise the open-file limit: {e}"),
+        Ok(FdLimit::Short { limit, wanted }) => Some((limit, wanted)),
+        Err(e) => {
+            warn!("cannot raise the open-file limit: {e}");
+            None
+        }
     }
+}
+
+/// Says why `--max-connections` cannot be reached, and how many connections can: the
+/// limit less the descriptors the daemon holds once it is set up.
+fn warn_fd_short(limit: u64, wanted: u64, max_connections: usize) {
+    let held = fd_limit::open_now().unwrap_or(fd_limit::RESERVED);
+    warn!(
+        "the open-file limit is {limit} and the hard limit allows no more: about {} \
+         connections can be open at once, not --max-connections {max_connections} \
+         (which needs {wanted}; raise the hard limit, e.g. `ulimit -n`)",
+        limit.saturating_sub(held)
+    );
 }
 
 fn main() -> ExitCode {
@@ -230,7 +241,8 @@ fn main() -> ExitCode {
         Err(e) => e.exit(),
     };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    raise_fd_limit(config.max_connections);
+    let max_connections = config.max_connections;
+    let fd_short = raise_fd_limit(max_connections);
 
     let (mode, framing) = (config.mode, config.framing);
     let mut server = match Server::bind(config) {
@@ -243,6 +255,9 @@ fn main() -> ExitCode {
     if let Err(e) = server.handle_signals() {
         eprintln!("framecast: cannot handle signals: {e}");
         return ExitCode::from(1);
+    }
+    if let Some((limit, wanted)) = fd_short {
+        warn_fd_short(limit, wanted, max_connections);
     }
     let mut stdout = std::io::stdout().lock();
     for addr in server.local_addrs() {
