@@ -183,6 +183,7 @@ impl Decoder for LengthCodec {
 }
 
 impl Encoder for LengthCodec {
+    #[inline]
     fn encode(&self, payload: &[u8], dst: &mut BytesMut) -> Result<(), FrameError> {
         let len = payload.len() as u64;
         let max = self.header_max();
