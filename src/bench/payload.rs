@@ -43,11 +43,12 @@ pub const TEXT_HEADER: usize = 64;
 /// division, on the per-frame path.
 const PATTERN_SHIFTS: usize = 512;
 /// Largest single payload size whose filler checksums are all computed when the
-/// pattern is made: 512 shifts of 64 KiB is 32 MiB to sum, milliseconds before the
-/// clock starts, and the per-frame lookup is then a plain load. Larger sizes (up to
-/// megabytes, where summing 512 fillers would take seconds) compute each shift's
-/// checksum when it is first needed.
-const EAGER_TABLE_MAX: usize = 64 << 10;
+/// pattern is made: 512 shifts of 16 KiB is 8 MiB to sum, a few milliseconds before
+/// the clock starts, and the per-frame lookup is then a plain load, which matters for
+/// small frames. Larger sizes (up to megabytes, where summing 512 fillers would take
+/// seconds) compute each shift's checksum when it is first needed, a cost that the
+/// frame's own bytes dwarf.
+const EAGER_TABLE_MAX: usize = 16 << 10;
 
 /// How the header is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
