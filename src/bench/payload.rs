@@ -42,6 +42,13 @@ pub const TEXT_HEADER: usize = 64;
 /// bytes between frames is caught. A power of two, so the shift is a mask, not a
 /// division, on the per-frame path.
 const PATTERN_SHIFTS: usize = 512;
+/// Largest single payload size whose filler checksums are all computed when the
+/// pattern is made: 512 shifts of 16 KiB is 8 MiB to sum, a few milliseconds before
+/// the clock starts, and the per-frame lookup is then a plain load, which matters for
+/// small frames. Larger sizes (up to megabytes, where summing 512 fillers would take
+/// seconds) compute each shift's checksum when it is first needed, a cost that the
+/// frame's own bytes dwarf.
+const EAGER_TABLE_MAX: usize = 16 << 10;
 
 /// How the header is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -212,14 +219,23 @@ pub struct Pattern {
     format: Format,
     /// Printable ASCII (`!`..`~`), so any framing, `line` included, can carry it.
     bytes: Vec<u8>,
-    /// With a single payload size: that size, and the filler checksum of each shift,
-    /// each computed when first needed (the pattern is shared by every thread).
-    table: Option<(usize, Vec<OnceLock<u64>>)>,
+    /// With a single payload size: that size, and the filler checksum of each shift.
+    table: Option<(usize, Sums)>,
+}
+
+/// The filler checksums of a single payload size, one per shift.
+#[derive(Debug, Clone)]
+enum Sums {
+    /// All computed when the pattern was made (sizes up to [`EAGER_TABLE_MAX`]).
+    Eager(Vec<u64>),
+    /// Each computed when first needed (the pattern is shared by every thread).
+    Lazy(Vec<OnceLock<u64>>),
 }
 
 impl Pattern {
     /// The filler for payloads of `min..=max` bytes in `format`. With a single size,
-    /// the filler checksum of each shift is computed once, when first needed.
+    /// the filler checksum of each shift is computed once: here for sizes up to
+    /// [`EAGER_TABLE_MAX`], when first needed for larger ones.
     pub fn new(format: Format, min: usize, max: usize) -> Pattern {
         let mut state = 0x2545_f491_4f6c_dd1d_u64;
         let bytes = (0..max + PATTERN_SHIFTS)
@@ -230,15 +246,21 @@ impl Pattern {
                 b'!' + (state % 94) as u8
             })
             .collect();
-        let table = (min == max).then(|| {
-            let sums = (0..PATTERN_SHIFTS).map(|_| OnceLock::new()).collect();
-            (max, sums)
-        });
-        Pattern {
+        let mut pattern = Pattern {
             format,
             bytes,
-            table,
+            table: None,
+        };
+        if min == max {
+            let sums = if max <= EAGER_TABLE_MAX {
+                let seqs = 0..PATTERN_SHIFTS as u64;
+                Sums::Eager(seqs.map(|seq| pattern.sum_filler(seq, max)).collect())
+            } else {
+                Sums::Lazy((0..PATTERN_SHIFTS).map(|_| OnceLock::new()).collect())
+            };
+            pattern.table = Some((max, sums));
         }
+        pattern
     }
 
     /// The header format.
@@ -255,16 +277,25 @@ impl Pattern {
         &self.bytes[start..end]
     }
 
-    /// The checksum of the filler of payload `seq` of `len` bytes.
+    /// The checksum of the filler of payload `seq` of `len` bytes, from the table
+    /// when there is one for `len`.
+    #[inline]
     fn filler_checksum(&self, seq: u64, len: usize) -> u64 {
-        let compute = || {
-            let filler = self.template(seq, len).get(self.format.header_len()..);
-            checksum(filler.unwrap_or_default())
-        };
         match &self.table {
-            Some((size, sums)) if *size == len => *sums[shift(seq)].get_or_init(compute),
-            _ => compute(),
+            Some((size, Sums::Eager(sums))) if *size == len => sums[shift(seq)],
+            Some((size, Sums::Lazy(sums))) if *size == len => {
+                *sums[shift(seq)].get_or_init(|| self.sum_filler(seq, len))
+            }
+            _ => self.sum_filler(seq, len),
         }
+    }
+
+    /// The checksum of the filler of payload `seq` of `len` bytes, summed over its bytes.
+    /// Out of line, so the table lookup above stays small enough to inline.
+    #[inline(never)]
+    fn sum_filler(&self, seq: u64, len: usize) -> u64 {
+        let filler = self.template(seq, len).get(self.format.header_len()..);
+        checksum(filler.unwrap_or_default())
     }
 
     /// Writes `header` and the checksum into the front of `payload`, whose filler is
@@ -535,6 +566,45 @@ mod tests {
             any.write(&mut b, &header);
             assert_eq!(a, b);
             assert!(fixed.verify(&b).is_ok() && any.verify(&a).is_ok());
+        }
+    }
+
+    #[test]
+    fn every_filler_checksum_table_agrees_with_summing_the_bytes() {
+        for format in [Format::Binary, Format::Text] {
+            for size in [64, 100, 512, EAGER_TABLE_MAX, EAGER_TABLE_MAX + 1] {
+                let pattern = Pattern::new(format, size, size);
+                let eager = matches!(pattern.table, Some((_, Sums::Eager(_))));
+                assert_eq!(eager, size <= EAGER_TABLE_MAX, "{format:?} {size}");
+                // Every shift, and the same shifts again a whole cycle later.
+                for seq in (0..PATTERN_SHIFTS as u64).chain([512, 513, 1 << 40]) {
+                    assert_eq!(
+                        pattern.filler_checksum(seq, size),
+                        pattern.sum_filler(seq, size),
+                        "{format:?} size {size} seq {seq}"
+                    );
+                    let bytes = pattern.template(seq, size);
+                    let filler = checksum(&bytes[format.header_len()..]);
+                    assert_eq!(pattern.filler_checksum(seq, size), filler);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_table_pattern_agrees_with_a_lazy_one_on_the_wire() {
+        // The same size, summed up front and when first needed, writes the same bytes.
+        let eager = Pattern::new(Format::Binary, 4096, 4096);
+        let mut lazy = eager.clone();
+        lazy.table = Some((4096, Sums::Lazy(vec![OnceLock::new(); PATTERN_SHIFTS])));
+        for seq in [0, 1, 511, 512, 1 << 40] {
+            let header = Header { seq, ..HEADER };
+            let mut a = eager.template(seq, 4096).to_vec();
+            eager.write(&mut a, &header);
+            let mut b = lazy.template(seq, 4096).to_vec();
+            lazy.write(&mut b, &header);
+            assert_eq!(a, b);
+            assert!(eager.verify(&b).is_ok() && lazy.verify(&a).is_ok());
         }
     }
 

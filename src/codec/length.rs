@@ -183,6 +183,7 @@ impl Decoder for LengthCodec {
 }
 
 impl Encoder for LengthCodec {
+    #[inline]
     fn encode(&self, payload: &[u8], dst: &mut BytesMut) -> Result<(), FrameError> {
         let len = payload.len() as u64;
         let max = self.header_max();
@@ -193,13 +194,16 @@ impl Encoder for LengthCodec {
             });
         }
         dst.reserve(self.width + payload.len());
-        let bytes = match self.endian {
-            Endian::Big => len.to_be_bytes(),
-            Endian::Little => len.to_le_bytes(),
-        };
-        match self.endian {
-            Endian::Big => dst.put_slice(&bytes[8 - self.width..]),
-            Endian::Little => dst.put_slice(&bytes[..self.width]),
+        // Fixed-size stores, as in `declared_len`: a slice of the variable width would
+        // cost a `memcpy` call per frame. `len <= header_max`, so no cast truncates.
+        match (self.width, self.endian) {
+            (1, _) => dst.put_u8(len as u8),
+            (2, Endian::Big) => dst.put_u16(len as u16),
+            (2, Endian::Little) => dst.put_u16_le(len as u16),
+            (4, Endian::Big) => dst.put_u32(len as u32),
+            (4, Endian::Little) => dst.put_u32_le(len as u32),
+            (_, Endian::Big) => dst.put_u64(len),
+            (_, Endian::Little) => dst.put_u64_le(len),
         }
         dst.put_slice(payload);
         Ok(())
@@ -260,6 +264,30 @@ mod tests {
             let mut encoded = BytesMut::new();
             c.encode(b"abc", &mut encoded).unwrap();
             assert_eq!(&encoded[..width], header, "encode width {width} {endian:?}");
+        }
+    }
+
+    #[test]
+    fn encodes_multibyte_lengths_in_every_width_and_order() {
+        for width in [1, 2, 4, 8] {
+            let len: usize = if width == 1 { 0xfe } else { 0x0102 };
+            let payload = vec![b'x'; len];
+            for endian in [Endian::Big, Endian::Little] {
+                let mut c = codec(width, endian);
+                let mut wire = BytesMut::new();
+                c.encode(&payload, &mut wire).unwrap();
+                let full = match endian {
+                    Endian::Big => (len as u64).to_be_bytes(),
+                    Endian::Little => (len as u64).to_le_bytes(),
+                };
+                let header = match endian {
+                    Endian::Big => &full[8 - width..],
+                    Endian::Little => &full[..width],
+                };
+                assert_eq!(&wire[..width], header, "width {width} {endian:?}");
+                assert_eq!(&wire[width..], &payload[..]);
+                assert_eq!(c.decode(&wire), Ok(Decoded::Frame(width + len)));
+            }
         }
     }
 

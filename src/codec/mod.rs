@@ -197,6 +197,7 @@ impl Codec {
     }
 
     /// The payload inside a complete `frame` (header or delimiter stripped).
+    #[inline]
     pub fn payload<'a>(&self, frame: &'a [u8]) -> &'a [u8] {
         match self {
             Codec::Length(c) => frame.get(c.width()..).unwrap_or_default(),
@@ -226,7 +227,10 @@ impl Codec {
     }
 }
 
+// Inlined, like the dispatch below: the bench calls these once per frame, and the
+// call, not the match, was the cost.
 impl Decoder for Codec {
+    #[inline]
     fn decode(&mut self, buf: &[u8]) -> Result<Decoded, FrameError> {
         match self {
             Codec::Length(c) => c.decode(buf),
@@ -238,6 +242,7 @@ impl Decoder for Codec {
 }
 
 impl Encoder for Codec {
+    #[inline]
     fn encode(&self, payload: &[u8], dst: &mut BytesMut) -> Result<(), FrameError> {
         match self {
             Codec::Length(c) => c.encode(payload, dst),
