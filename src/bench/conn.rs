@@ -2,12 +2,11 @@
 //! the partial frame left over from the last read and the output not yet written. It
 //! does the connection's I/O and verification; *when* to send is the worker's call.
 
-use std::io;
+use std::io::{self, Read, Write};
 
 use bytes::{Buf, BytesMut};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
-use rustix::net::{RecvFlags, SendFlags};
 
 use super::payload::Header;
 use super::stats::Stats;
@@ -197,7 +196,7 @@ impl Conn {
         debug_assert!(self.out.is_empty());
         let mut rest = staged;
         while !rest.is_empty() {
-            match send(&self.stream, rest) {
+            match self.stream.write(rest) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
                     rest = &rest[n..];
@@ -236,7 +235,7 @@ impl Conn {
     /// The write error; the caller closes the connection.
     pub fn flush(&mut self, registry: &Registry) -> io::Result<()> {
         while !self.out.is_empty() {
-            match send(&self.stream, &self.out) {
+            match self.stream.write(&self.out) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
                     self.out.advance(n);
@@ -544,23 +543,14 @@ fn offset_of(inner: &[u8], outer: &[u8]) -> usize {
     (inner.as_ptr() as usize).saturating_sub(outer.as_ptr() as usize)
 }
 
-/// One `recv` call, retried on `Interrupted`.
+/// One `read` call, retried on `Interrupted`.
 fn read_some(stream: &mut TcpStream, buf: &mut [u8]) -> io::Result<usize> {
     loop {
-        // Straight to the kernel (rustix's raw syscall), as `send` below.
-        match rustix::net::recv(&*stream, &mut *buf, RecvFlags::empty()) {
-            Ok((n, _)) => return Ok(n),
-            Err(e) if e == rustix::io::Errno::INTR => {}
-            Err(e) => return Err(e.into()),
+        match stream.read(buf) {
+            Err(e) if interrupted(&e) => {}
+            other => return other,
         }
     }
-}
-
-/// One `send` call. Through rustix's raw syscall rather than libc's `send`, which is
-/// a pthread cancellation point: its wrappers cost about 1% of the bench's CPU, with
-/// a read and a write per event. `NOSIGNAL`, as std's own `write` on a socket.
-fn send(stream: &TcpStream, buf: &[u8]) -> io::Result<usize> {
-    rustix::net::send(stream, buf, SendFlags::NOSIGNAL).map_err(io::Error::from)
 }
 
 /// `WouldBlock` ends a read or write loop.
