@@ -13,14 +13,23 @@ use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
 /// signal pipe, the spare descriptor, stdio), with room to spare.
 pub const RESERVED: u64 = 32;
 
-/// How many descriptors this process has open (Linux: the entries of `/proc/self/fd`),
-/// or `None` where that cannot be read. Taken once the daemon holds all of its own
-/// (listeners, poller, signal pipe, spare, and whatever it inherited), the rest of the
-/// limit is what its connections can use.
-pub fn open_now() -> Option<u64> {
+/// How many descriptors numbered below `limit`, the soft open-file limit in force,
+/// this process has open (Linux: the entries of `/proc/self/fd`), or `None` where that
+/// cannot be read. Taken once the daemon holds all of its own (listeners, poller,
+/// signal pipe, spare, and whatever it inherited), the rest of the limit is what its
+/// connections can use.
+pub fn open_below(limit: u64) -> Option<u64> {
     let entries = std::fs::read_dir("/proc/self/fd").ok()?;
-    // The descriptor reading the directory is listed too.
-    Some((entries.count() as u64).saturating_sub(1))
+    let fds = entries.filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok());
+    // The descriptor reading the directory is listed too; it was opened under the
+    // limit, so it is among those counted.
+    Some(count_below(fds, limit).saturating_sub(1))
+}
+
+/// How many of `fds` take room under `limit`. The limit caps descriptor numbers, not
+/// their count: one inherited above it (a shell may pass such) takes none.
+fn count_below(fds: impl Iterator<Item = u64>, limit: u64) -> u64 {
+    fds.filter(|&fd| fd < limit).count() as u64
 }
 
 /// What [`raise_for`] found or did.
@@ -100,6 +109,17 @@ mod tests {
             target(10_032, Some(64), Some(64)),
             None,
             "hard limit reached"
+        );
+    }
+
+    #[test]
+    fn descriptors_numbered_above_the_limit_take_no_room() {
+        let fds = [0, 1, 2, 3, 7, 63, 64, 251];
+        assert_eq!(count_below(fds.into_iter(), 64), 6);
+        assert_eq!(count_below(fds.into_iter(), 1024), 8);
+        assert!(
+            open_below(u64::MAX).is_some_and(|n| n >= 3),
+            "stdio at least"
         );
     }
 

@@ -125,13 +125,26 @@ fn a_hard_open_file_limit_below_max_connections_is_reported() {
         .and_then(|rest| rest.split(' ').next()?.parse().ok())
         .unwrap_or_else(|| panic!("no estimate in the warning:\n{log}"));
     // The estimate is what can really be open at once: every one of that many clients
-    // is served, and it is not far below the limit.
+    // is served, with nothing turned away, and it is not far below the limit.
     assert!(fit >= 50, "a pessimistic estimate: {fit} of 64");
     let mut clients: Vec<TcpStream> = (0..fit).map(|_| daemon.connect()).collect();
     for (i, client) in clients.iter_mut().enumerate() {
         echo_roundtrip(client, &frame_u32be(format!("client {i}").as_bytes()));
     }
-    assert!(!daemon.stderr().contains("Too many open files"));
+    assert!(
+        !daemon.stderr().contains("pausing accepts"),
+        "{fit} connections hit the limit:\n{}",
+        daemon.stderr()
+    );
+    // Nor is it optimistic: one more is shed.
+    let mut one_more = daemon.connect();
+    assert_eq!(
+        read_to_end(&mut one_more),
+        b"",
+        "shed with a close, no data"
+    );
+    daemon.wait_for_log("closed one pending connection");
+    echo_roundtrip(&mut clients[0], &frame_u32be(b"still served"));
 }
 
 #[test]

@@ -226,7 +226,7 @@ fn raise_fd_limit(max_connections: usize) -> Option<(u64, u64)> {
 /// Says why `--max-connections` cannot be reached, and how many connections can: the
 /// limit less the descriptors the daemon holds once it is set up.
 fn warn_fd_short(limit: u64, wanted: u64, max_connections: usize) {
-    let held = fd_limit::open_now().unwrap_or(fd_limit::RESERVED);
+    let held = fd_limit::open_below(limit).unwrap_or(fd_limit::RESERVED);
     warn!(
         "the open-file limit is {limit} and the hard limit allows no more: about {} \
          connections can be open at once, not --max-connections {max_connections} \

@@ -97,18 +97,30 @@ impl Server {
 
     /// Handles an accept failure without spinning: out of descriptors, sheds one pending
     /// connection through the reserve descriptor (so its client learns at once rather
-    /// than waiting in the backlog); then pauses accepting, longer each time.
+    /// than waiting in the backlog); then pauses accepting, longer each time. Out of
+    /// descriptors with no connection pending is no failure: the table is just full.
     fn on_accept_error(&mut self, i: usize, e: &io::Error) {
         let addr = self.listeners[i].addr;
         let mut shed = "";
         if matches!(e.raw_os_error(), Some(EMFILE | ENFILE)) {
             drop(self.spare_fd.take());
-            if let Ok((stream, _)) = self.listeners[i].socket.accept() {
-                drop(stream);
-                self.stats.shed += 1;
-                shed = "closed one pending connection; ";
-            }
+            let pending = self.listeners[i].socket.accept().map(drop);
             self.spare_fd = reserve_fd();
+            match pending {
+                Ok(()) => {
+                    self.stats.shed += 1;
+                    shed = "closed one pending connection; ";
+                }
+                // Linux looks for a free descriptor before a pending connection, so a
+                // full table fails even an accept that would find none: nobody was
+                // turned away. The next connection to arrive wakes the listener.
+                Err(pending) if would_block(&pending) => {
+                    self.listeners[i].ready = false;
+                    debug!("accept on {addr}: {e}, with no connection pending");
+                    return;
+                }
+                Err(_) => {}
+            }
         }
         warn!(
             "accept on {addr}: {e}; {shed}pausing accepts for {:?}",
