@@ -4,7 +4,8 @@
 # the standard scenarios (512-byte messages; 50 connections at depth 1, 16 and 256; one
 # connection at depth 1), each run RUNS times, medians printed in one table; and the
 # loopback round-trip floor from sockperf, if installed. Then broadcast 1 -> 100 against
-# ncat --broker, if installed.
+# benches/relay-floor (the least a relay can do: one plain write per recipient per read)
+# and ncat --broker, if installed.
 #
 #   benches/compare.sh                      # RUNS=3 DURATION=5 WARMUP=1
 #   RUNS=5 DURATION=10 benches/compare.sh
@@ -35,6 +36,9 @@ trap cleanup EXIT INT TERM
 cargo build --release --quiet --bin framecast --bin framecast-bench
 FRAMECAST=target/release/framecast
 BENCH=target/release/framecast-bench
+RELAY_FLOOR=target/relay-floor/release/relay-floor
+cargo build --release --quiet --manifest-path benches/relay-floor/Cargo.toml --target-dir target/relay-floor ||
+  RELAY_FLOOR=""
 TOKIO_ECHO=""
 if [[ -f "$TOKIO_ECHO_DIR/Cargo.toml" ]]; then
   cargo build --release --quiet --manifest-path "$TOKIO_ECHO_DIR/Cargo.toml"
@@ -58,6 +62,7 @@ start_server() {
     framecast-raw) taskset -c "$SERVER_CPU" "$FRAMECAST" --listen "127.0.0.1:$port" --framing raw >"$WORK/server.out" 2>&1 & ;;
     tokio-echo) taskset -c "$SERVER_CPU" "$TOKIO_ECHO" "127.0.0.1:$port" >"$WORK/server.out" 2>&1 & ;;
     framecast-broadcast) taskset -c "$SERVER_CPU" "$FRAMECAST" --listen "127.0.0.1:$port" --mode broadcast >"$WORK/server.out" 2>&1 & ;;
+    relay-floor) taskset -c "$SERVER_CPU" "$RELAY_FLOOR" "127.0.0.1:$port" >"$WORK/server.out" 2>&1 & ;;
     ncat-broker) taskset -c "$SERVER_CPU" ncat --broker --max-conns 1000 -l 127.0.0.1 "$port" >"$WORK/server.out" 2>&1 & ;;
     sockperf) taskset -c "$SERVER_CPU" sockperf server --tcp -i 127.0.0.1 -p "$port" >"$WORK/server.out" 2>&1 & ;;
   esac
@@ -149,10 +154,12 @@ if [[ -n "$TOKIO_ECHO" ]]; then
 fi
 
 # Broadcast, one publisher to 100 subscribers, 128-byte frames, the publisher at most 16
-# frames ahead of its slowest subscriber: framecast --mode broadcast against ncat --broker
-# (a raw relay), if installed. Frames/s here are deliveries; µs/f is per delivery.
+# frames ahead of its slowest subscriber: framecast --mode broadcast against relay-floor
+# and ncat --broker (raw relays), if built and installed. Frames/s here are deliveries;
+# µs/f is per delivery.
 echo
 BROADCAST_SERVERS=(framecast-broadcast)
+[[ -n "$RELAY_FLOOR" ]] && BROADCAST_SERVERS+=(relay-floor)
 command -v ncat >/dev/null && BROADCAST_SERVERS+=(ncat-broker)
 rm -f "$WORK"/runs.*
 for _ in $(seq "$RUNS"); do
@@ -163,6 +170,7 @@ done
 for server in "${BROADCAST_SERVERS[@]}"; do
   report "bcast 1->100" "$server"
 done
+[[ -n "$RELAY_FLOOR" ]] || echo "benches/relay-floor did not build: no relay-floor row"
 command -v ncat >/dev/null || echo "ncat not installed (apt-get install ncat): no ncat --broker row"
 
 echo
