@@ -118,8 +118,8 @@ mod tests {
         assert_eq!(count_below(fds.into_iter(), 64), 6);
         assert_eq!(count_below(fds.into_iter(), 1024), 8);
         assert!(
-            open_below(u64::MAX).is_some_and(|n| n >= 3),
-            "stdio at least"
+            open_below(u64::MAX).is_some(),
+            "/proc/self/fd is readable on Linux"
         );
     }
 
