@@ -558,14 +558,20 @@ mod tests {
     fn a_single_size_pattern_agrees_with_any_size_pattern() {
         let fixed = Pattern::new(Format::Binary, 512, 512);
         let any = Pattern::new(Format::Binary, 32, 512);
+        assert_same_on_the_wire(&fixed, &any, 512);
+    }
+
+    /// `a` and `b` write the same bytes for payloads of `size`, and each verifies the
+    /// other's.
+    fn assert_same_on_the_wire(a: &Pattern, b: &Pattern, size: usize) {
         for seq in [0, 1, 511, 512, 1 << 40] {
             let header = Header { seq, ..HEADER };
-            let mut a = fixed.template(seq, 512).to_vec();
-            fixed.write(&mut a, &header);
-            let mut b = any.template(seq, 512).to_vec();
-            any.write(&mut b, &header);
-            assert_eq!(a, b);
-            assert!(fixed.verify(&b).is_ok() && any.verify(&a).is_ok());
+            let mut from_a = a.template(seq, size).to_vec();
+            a.write(&mut from_a, &header);
+            let mut from_b = b.template(seq, size).to_vec();
+            b.write(&mut from_b, &header);
+            assert_eq!(from_a, from_b);
+            assert!(a.verify(&from_b).is_ok() && b.verify(&from_a).is_ok());
         }
     }
 
@@ -597,15 +603,7 @@ mod tests {
         let eager = Pattern::new(Format::Binary, 4096, 4096);
         let mut lazy = eager.clone();
         lazy.table = Some((4096, Sums::Lazy(vec![OnceLock::new(); PATTERN_SHIFTS])));
-        for seq in [0, 1, 511, 512, 1 << 40] {
-            let header = Header { seq, ..HEADER };
-            let mut a = eager.template(seq, 4096).to_vec();
-            eager.write(&mut a, &header);
-            let mut b = lazy.template(seq, 4096).to_vec();
-            lazy.write(&mut b, &header);
-            assert_eq!(a, b);
-            assert!(eager.verify(&b).is_ok() && lazy.verify(&a).is_ok());
-        }
+        assert_same_on_the_wire(&eager, &lazy, 4096);
     }
 
     #[test]
