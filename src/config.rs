@@ -74,6 +74,10 @@ pub struct Config {
     pub keepalive: Option<Duration>,
     /// Listen backlog: connections the kernel queues before they are accepted.
     pub backlog: u32,
+    /// Echo unframed streams with `splice(2)`, without copying them into user space
+    /// (Linux; only where every frame goes back to its sender and the framing is
+    /// transparent, otherwise ignored).
+    pub splice: bool,
 }
 
 impl Default for Config {
@@ -97,6 +101,7 @@ impl Default for Config {
             nodelay: true,
             keepalive: None,
             backlog: DEFAULT_BACKLOG,
+            splice: false,
         }
     }
 }

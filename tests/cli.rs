@@ -65,7 +65,7 @@ fn busy_port_exits_1_naming_the_address() {
 
 #[test]
 fn bad_flag_values_are_usage_errors_naming_the_flag() {
-    let cases: [(&[&str], &str); 11] = [
+    let cases: [(&[&str], &str); 13] = [
         (&["--max-frame", "lots"], "--max-frame"),
         (&["--max-output", "1.5MiB"], "--max-output"),
         (&["--framing", "u24be"], "--framing"),
@@ -82,6 +82,11 @@ fn bad_flag_values_are_usage_errors_naming_the_flag() {
         (
             &["--framing", "fixed:2MiB", "--max-frame", "1MiB"],
             "--framing",
+        ),
+        (&["--splice"], "--splice"),
+        (
+            &["--splice", "--framing", "raw", "--mode", "broadcast"],
+            "--splice",
         ),
     ];
     for (args, flag) in cases {

@@ -115,6 +115,12 @@ struct Args {
     /// Listen backlog: connections the kernel queues before they are accepted.
     #[arg(long, value_name = "N", default_value_t = config::DEFAULT_BACKLOG)]
     backlog: u32,
+
+    /// Echo streams of more than 4 KiB per read with splice(2), never copying them
+    /// into the daemon (Linux; needs --framing raw in echo mode). Over loopback the
+    /// clients' sends pay for it: the kernel cannot reuse their pages as soon.
+    #[arg(long)]
+    splice: bool,
 }
 
 /// A time limit that `off` disables. (An alias, so clap takes the whole `Option` from
@@ -162,6 +168,12 @@ impl Args {
                     .into(),
             ));
         }
+        if self.splice && (self.mode != Mode::Echo || self.framing != Framing::Raw) {
+            return Err(invalid(
+                "'--splice' needs '--framing raw' and '--mode echo' (only unframed echo passes bytes on unseen)"
+                    .into(),
+            ));
+        }
         if let Framing::Fixed(size) = self.framing {
             if size > self.max_frame {
                 return Err(invalid(format!(
@@ -192,6 +204,7 @@ impl Args {
             nodelay: self.nodelay,
             keepalive: self.keepalive,
             backlog: self.backlog,
+            splice: self.splice,
         })
     }
 }

@@ -186,6 +186,12 @@ impl Codec {
         }
     }
 
+    /// True when any bytes, as they come, are complete frames (no framing): a stream
+    /// can be passed on without being looked at.
+    pub fn is_transparent(&self) -> bool {
+        matches!(self, Codec::Raw(_))
+    }
+
     /// True while an oversized frame is being discarded ([`Oversize::Skip`]): the
     /// stream is in the middle of a frame even though no byte of it is buffered.
     pub fn is_discarding(&self) -> bool {

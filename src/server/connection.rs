@@ -58,6 +58,10 @@ pub struct Connection {
     /// Edge-triggered readiness fires once, so a connection that stops reading early
     /// (budget spent, backpressure) must remember this itself.
     pub readable: bool,
+    /// Bytes the last read brought: a connection streaming more than
+    /// [`SPLICE_FROM`](super::serve::SPLICE_FROM) per read is echoed by `splice` when
+    /// that is possible.
+    pub last_read: usize,
     /// Reading is stopped because `output` passed the cap (backpressure).
     pub paused: bool,
     /// Frames from others are being skipped because `output` passed the cap (slow
@@ -95,6 +99,7 @@ impl Connection {
             eof: false,
             hup: false,
             readable: false,
+            last_read: 0,
             paused: false,
             dropping: false,
             dropped: 0,

@@ -23,6 +23,7 @@ mod connection;
 mod output;
 mod read_buf;
 mod serve;
+mod splice;
 mod timers;
 
 use std::fmt;
@@ -38,6 +39,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
+use crate::codec::Codec;
 use crate::config::Config;
 use crate::mode::Mode;
 use connection::{Connection, Phase};
@@ -215,6 +217,9 @@ pub struct Server {
     stats_line: Option<StatsLine>,
     /// What has happened so far.
     stats: Stats,
+    /// With unframed echo on Linux: the pipe that passes bytes back without copying
+    /// them into user space (see `splice`).
+    splicer: Option<splice::Splicer>,
 }
 
 impl Server {
@@ -252,6 +257,7 @@ impl Server {
             since: started,
             last: Stats::default(),
         });
+        let splicer = Server::splicer_for(&config);
         let timeouts = Timeouts {
             idle: config.idle_timeout,
             frame: config.frame_timeout,
@@ -279,7 +285,22 @@ impl Server {
             next_sweep: started + SWEEP_INTERVAL,
             stats_line,
             stats: Stats::default(),
+            splicer,
         })
+    }
+
+    /// With `splice` asked for: a splicer, when every frame goes back to its sender
+    /// alone and any bytes make a frame (no boundaries to find, so none to see). None
+    /// if the kernel cannot, which only costs the copies.
+    fn splicer_for(config: &Config) -> Option<splice::Splicer> {
+        let audience = config.mode.audience(config.echo_self);
+        let codec = Codec::with_oversize(config.framing, config.max_frame, config.oversize);
+        if !(config.splice && audience.sender && !audience.others && codec.is_transparent()) {
+            return None;
+        }
+        splice::Splicer::new(serve::READ_BUDGET)
+            .map_err(|e| warn!("no splice: {e}; echoing by copying"))
+            .ok()
     }
 
     /// Makes SIGINT and SIGTERM start a graceful shutdown (a second one stops at once),
@@ -576,8 +597,13 @@ impl Server {
             ),
             Mode::Echo => String::new(),
         };
+        let splice = if self.splicer.is_some() {
+            ", splice"
+        } else {
+            ""
+        };
         info!(
-            "serving {} listener(s): mode {}{broadcast}, framing {}, max frame {} B, max output {} B, max connections {}",
+            "serving {} listener(s): mode {}{broadcast}, framing {}{splice}, max frame {} B, max output {} B, max connections {}",
             self.listeners.len(),
             c.mode,
             c.framing,
