@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Side-by-side figures for issue 5: framecast (u32be and --framing raw) against the
-# tokio reference echo server, server pinned to CPU 0 and framecast-bench to CPU 1, for
+# Side-by-side figures for issue 5: framecast (u32be, --framing raw, and raw with
+# --splice) against the tokio reference echo server and the echo floor (relay-floor
+# --echo: one read and one write per batch), server pinned to CPU 0 and framecast-bench to CPU 1, for
 # the standard scenarios (512-byte messages; 50 connections at depth 1, 16 and 256; one
 # connection at depth 1), each run RUNS times, medians printed in one table; and the
 # loopback round-trip floor from sockperf, if installed. Then broadcast 1 -> 100 against
@@ -60,6 +61,8 @@ start_server() {
   case $name in
     framecast-u32be) taskset -c "$SERVER_CPU" "$FRAMECAST" --listen "127.0.0.1:$port" --framing u32be >"$WORK/server.out" 2>&1 & ;;
     framecast-raw) taskset -c "$SERVER_CPU" "$FRAMECAST" --listen "127.0.0.1:$port" --framing raw >"$WORK/server.out" 2>&1 & ;;
+    framecast-splice) taskset -c "$SERVER_CPU" "$FRAMECAST" --listen "127.0.0.1:$port" --framing raw --splice >"$WORK/server.out" 2>&1 & ;;
+    echo-floor) taskset -c "$SERVER_CPU" "$RELAY_FLOOR" --echo "127.0.0.1:$port" >"$WORK/server.out" 2>&1 & ;;
     tokio-echo) taskset -c "$SERVER_CPU" "$TOKIO_ECHO" "127.0.0.1:$port" >"$WORK/server.out" 2>&1 & ;;
     framecast-broadcast) taskset -c "$SERVER_CPU" "$FRAMECAST" --listen "127.0.0.1:$port" --mode broadcast >"$WORK/server.out" 2>&1 & ;;
     relay-floor) taskset -c "$SERVER_CPU" "$RELAY_FLOOR" "127.0.0.1:$port" >"$WORK/server.out" 2>&1 & ;;
@@ -88,8 +91,9 @@ field() { grep -o "\"$2\":[-0-9.e]*" <<<"$1" | head -1 | cut -d: -f2; }
 median() { sort -g | awk '{v[NR]=$1} END {if (NR==0) print "nan"; else if (NR%2) print v[(NR+1)/2]; else print (v[NR/2]+v[NR/2+1])/2}'; }
 
 SCENARIOS=("depth 1|-c 50 -d 1" "depth 16|-c 50 -d 16" "streaming 256|-c 50 -d 256" "single conn d1|-c 1 -d 1")
-SERVERS=(framecast-u32be framecast-raw)
+SERVERS=(framecast-u32be framecast-raw framecast-splice)
 [[ -n "$TOKIO_ECHO" ]] && SERVERS+=(tokio-echo)
+[[ -n "$RELAY_FLOOR" ]] && SERVERS+=(echo-floor)
 
 printf '%-15s %-16s %12s %9s %9s %9s %10s %10s %6s\n' scenario server frames/s "MB/s" "p50 µs" "p99 µs" "srv µs/f" "bench µs/f" errors
 declare -A CPU
@@ -100,7 +104,7 @@ run_bench() {
   shift 2
   local framing=u32be port json
   # Raw servers get fixed-size messages; ncat relays raw bytes but carries u32be frames.
-  case $server in framecast-raw | tokio-echo) framing=raw ;; esac
+  case $server in framecast-raw | framecast-splice | tokio-echo | echo-floor) framing=raw ;; esac
   port=$(free_port)
   start_server "$server" "$port"
   json=$(timeout "$LIMIT" taskset -c "$BENCH_CPU" "$BENCH" "127.0.0.1:$port" "$@" \
@@ -146,7 +150,8 @@ if [[ -n "$TOKIO_ECHO" ]]; then
   echo "server CPU per frame relative to tokio-echo (target: at most 0.85):"
   for scenario in "${SCENARIOS[@]}"; do
     label=${scenario%%|*}
-    for server in framecast-u32be framecast-raw; do
+    for server in framecast-u32be framecast-raw framecast-splice echo-floor; do
+      [[ -n "${CPU[$label/$server]:-}" ]] || continue
       awk -v a="${CPU[$label/$server]}" -v b="${CPU[$label/tokio-echo]}" -v l="$label" -v s="$server" \
         'BEGIN { if (b > 0) printf "  %-15s %-16s %.2f\n", l, s, a / b; else printf "  %-15s %-16s n/a\n", l, s }'
     done

@@ -1,9 +1,11 @@
 //! The floor for broadcast: the least a relay can do per delivery. It reads what any
 //! client sends (64 KiB at a time) and writes those bytes to every other client, one
 //! write each, keeping only what a write leaves over. No framing, no caps, no order
-//! across senders, no logging: what a framed relay costs above this is its own.
+//! across senders, no logging: what a framed relay costs above this is its own. With
+//! `--echo`, the same for echo: the bytes go back to their sender only, one read and
+//! one write per batch, the least any copying echo server does.
 //!
-//!   relay-floor [ADDR]        # default 127.0.0.1:7077
+//!   relay-floor [--echo] [ADDR]        # default 127.0.0.1:7077
 //!
 //! A measuring tool for `benches/compare.sh`, not a server to deploy: a client that
 //! stops reading makes it buffer without limit.
@@ -53,8 +55,14 @@ impl Client {
 }
 
 fn main() -> ExitCode {
-    let addr = std::env::args()
-        .nth(1)
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let echo = args.first().is_some_and(|a| a == "--echo");
+    if echo {
+        args.remove(0);
+    }
+    let addr = args
+        .first()
+        .cloned()
         .unwrap_or_else(|| "127.0.0.1:7077".into());
     let addr: SocketAddr = match addr.parse() {
         Ok(addr) => addr,
@@ -63,7 +71,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match run(addr) {
+    match run(addr, echo) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("relay-floor: {e}");
@@ -72,7 +80,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(addr: SocketAddr) -> io::Result<()> {
+fn run(addr: SocketAddr, echo: bool) -> io::Result<()> {
     let mut poll = Poll::new()?;
     let mut listener = TcpListener::bind(addr)?;
     poll.registry()
@@ -123,9 +131,15 @@ fn run(addr: SocketAddr) -> io::Result<()> {
                         break;
                     }
                 };
-                for (to, slot) in clients.iter_mut().enumerate() {
-                    if to != from && !slot.as_mut().is_some_and(|c| c.send(&buf[..n])) {
-                        *slot = None;
+                if echo {
+                    if !sender.send(&buf[..n]) {
+                        clients[from] = None;
+                    }
+                } else {
+                    for (to, slot) in clients.iter_mut().enumerate() {
+                        if to != from && !slot.as_mut().is_some_and(|c| c.send(&buf[..n])) {
+                            *slot = None;
+                        }
                     }
                 }
                 if n < buf.len() {
