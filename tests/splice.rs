@@ -7,7 +7,7 @@ mod common;
 use std::io::{Read, Write};
 use std::net::Shutdown;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{read_to_end, Daemon, Rng};
 
@@ -38,6 +38,23 @@ fn stream_through(daemon: &Daemon, data: Vec<u8>, slow: bool) -> Vec<u8> {
     got
 }
 
+/// The daemon's log once it has seen `clients` ends of stream: the log is collected
+/// from its stderr as it comes, so lines may trail what a client has already read.
+fn log_after_ends_of_stream(daemon: &Daemon, clients: usize) -> String {
+    let deadline = Instant::now() + common::TIMEOUT;
+    loop {
+        let log = daemon.stderr();
+        if log.matches(": end of stream").count() >= clients {
+            return log;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{clients} ends of stream never logged:\n{log}"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
 #[test]
 fn spliced_streams_come_back_whole_to_their_own_senders() {
     let daemon = Daemon::start_with_env(
@@ -64,7 +81,7 @@ fn spliced_streams_come_back_whole_to_their_own_senders() {
     });
     // Both ways through the splice path were taken: straight back, and queued behind a
     // socket that was full.
-    let log = daemon.stderr();
+    let log = log_after_ends_of_stream(&daemon, 6);
     let queued: Vec<usize> = log
         .lines()
         .filter_map(|l| l.split("spliced; ").nth(1))
@@ -97,7 +114,7 @@ fn small_reads_are_copied_and_large_ones_spliced_on_one_connection() {
     }
     client.shutdown(Shutdown::Write).unwrap();
     assert!(read_to_end(&mut client).is_empty());
-    let log = daemon.stderr();
+    let log = log_after_ends_of_stream(&daemon, 1);
     assert!(
         log.contains("spliced;"),
         "the burst was not spliced:\n{log}"
