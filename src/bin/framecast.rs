@@ -116,9 +116,9 @@ struct Args {
     #[arg(long, value_name = "N", default_value_t = config::DEFAULT_BACKLOG)]
     backlog: u32,
 
-    /// Echo streams of more than 4 KiB per read with splice(2), never copying them
+    /// Echo streams read 4 KiB or more at a time with splice(2), never copying them
     /// into the daemon (Linux; needs --framing raw in echo mode). Over loopback the
-    /// clients' sends pay for it: the kernel cannot reuse their pages as soon.
+    /// clients' sends then cost more, and throughput can drop (see the README).
     #[arg(long)]
     splice: bool,
 }
