@@ -79,8 +79,6 @@ impl Server {
             }
             match conn.read() {
                 Ok((0, _)) => {
-                    conn.readable = false;
-                    conn.eof = true;
                     self.on_eof(key);
                     return;
                 }
@@ -129,8 +127,6 @@ impl Server {
         }
         match result {
             Ok(pass) if pass.read == 0 => {
-                conn.readable = false;
-                conn.eof = true;
                 self.on_eof(key);
                 None
             }
@@ -162,12 +158,14 @@ impl Server {
         }
     }
 
-    /// The peer has finished sending: a lingering connection is done; any other
-    /// delivers what it completed and closes.
+    /// The peer has finished sending (end of stream read): nothing more to read; a
+    /// lingering connection is done, any other delivers what it completed and closes.
     fn on_eof(&mut self, key: usize) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
+        conn.readable = false;
+        conn.eof = true;
         if conn.phase == Phase::Lingering {
             self.close(key, &"closed by peer after our shutdown");
             return;
