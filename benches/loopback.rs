@@ -4,7 +4,7 @@
 //! subscribers (128-byte frames, the publisher at most 16 frames ahead of its slowest
 //! subscriber). Prints rate, MB/s, latency and CPU per frame on both sides.
 //!
-//! `cargo bench --bench loopback` (`harness = false`: a plain program, so `cargo test`
+//! `cargo build --release -p framecast-bench && cargo bench --bench loopback` (`harness = false`: a plain program, so `cargo test`
 //! never runs it). When `taskset` is there and the machine has two cores or more, the
 //! daemon runs on CPU 0 and the bench on CPU 1. `FRAMECAST_BENCH_SECS` sets the
 //! measured seconds per scenario (default 3). Each child is killed when its guard
@@ -137,7 +137,18 @@ fn number(json: &str, key: &str) -> Option<f64> {
 fn run(scenario: &Scenario, secs: &str, pin: bool) -> Result<String, String> {
     let (daemon, addr) = start_daemon(scenario.daemon, pin)?;
     let pid = daemon.0.id().to_string();
-    let mut cmd = command(env!("CARGO_BIN_EXE_framecast-bench"), pin.then_some("1"));
+    let bench =
+        std::path::Path::new(env!("CARGO_BIN_EXE_framecast")).with_file_name("framecast-bench");
+    if !bench.exists() {
+        return Err(format!(
+            "{} is not built: run `cargo build --release -p framecast-bench` first",
+            bench.display()
+        ));
+    }
+    let mut cmd = command(
+        bench.to_str().unwrap_or("framecast-bench"),
+        pin.then_some("1"),
+    );
     cmd.arg(&addr)
         .args(scenario.bench)
         .args([

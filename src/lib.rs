@@ -3,16 +3,16 @@
 //! echoes them to their sender.
 //!
 //! # Layout
-//! - [`config`]: [`Config`], [`Framing`], sizes and durations and their textual forms.
+//! - [`config`]: [`Config`]: what to listen on, the mode and every limit.
 //! - [`access`]: allow/deny lists of address blocks (pure).
 //! - [`fd_limit`]: raising the open-file limit so `--max-connections` is reachable.
-//! - [`codec`]: sans-IO framing (length-prefixed, line, fixed, raw); no sockets, no clocks.
+//! - [`codec`]: sans-IO framing (length-prefixed, line, fixed, raw) and [`Framing`], the
+//!   framings by name; no sockets, no clocks.
 //! - [`mode`]: where a complete frame goes; pure decisions, no I/O.
 //! - [`server`]: the mio reactor: listeners, a slab of connections, read/frame/flush.
-//! - [`bench`](mod@bench): the load generator behind `framecast-bench`: event-driven clients that
-//!   verify every frame and report rates, latency, errors and CPU per frame.
-//! - `src/bin/framecast.rs`: the daemon's command line.
-//! - `src/bin/framecast-bench.rs`: the load generator's command line.
+//! - [`units`]: sizes and durations in their textual forms (`8MiB`, `30s`).
+//! - `src/bin/framecast.rs`: the daemon's command line (feature `cli`, on by default).
+//! - `framecast-bench/`: the load generator, a crate of its own that uses the codecs.
 //!
 //! # Example
 //! ```no_run
@@ -30,14 +30,15 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod access;
-pub mod bench;
 pub mod codec;
 pub mod config;
 pub mod fd_limit;
 pub mod mode;
 pub mod server;
+pub mod units;
 
+pub use codec::Framing;
 pub use codec::{Codec, Decoder, Encoder, FrameError};
-pub use config::{Config, Framing};
+pub use config::Config;
 pub use mode::Mode;
 pub use server::{Server, StartError};

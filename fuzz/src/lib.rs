@@ -537,7 +537,7 @@ fn model(case: &Case<'_>, reads: &[Range<usize>]) -> Outcome {
                 break;
             }
             let mut header = rest[..width].to_vec();
-            if endian == framecast::config::Endian::Little {
+            if endian == framecast::codec::Endian::Little {
                 header.reverse();
             }
             let len = header

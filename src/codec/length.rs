@@ -15,15 +15,15 @@
 
 use bytes::{BufMut, BytesMut};
 
+use super::Endian;
 use super::{Decoded, Decoder, Encoder, FrameError, Oversize};
-use crate::config::Endian;
 
 /// Decoder and encoder for length-prefixed frames.
 ///
 /// ```
 /// use bytes::BytesMut;
 /// use framecast::codec::{decode_frame, Encoder, LengthCodec, Oversize};
-/// use framecast::config::Endian;
+/// use framecast::codec::Endian;
 ///
 /// let mut codec = LengthCodec::new(4, Endian::Big, 1024, Oversize::Close);
 /// let mut wire = BytesMut::new();

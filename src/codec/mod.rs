@@ -12,6 +12,7 @@
 //! echoing or relaying one copies nothing.
 
 mod fixed;
+mod framing;
 mod length;
 mod line;
 mod raw;
@@ -21,6 +22,7 @@ use std::fmt;
 use bytes::{Buf, Bytes, BytesMut};
 
 pub use fixed::FixedCodec;
+pub use framing::{Endian, Framing, ParseFramingError};
 pub use length::LengthCodec;
 pub use line::LineCodec;
 pub use raw::RawCodec;
@@ -29,8 +31,6 @@ pub use raw::RawCodec;
 /// as this): no buffer could hold a larger frame, and it keeps the header arithmetic
 /// (offset + header + declared length) clear of overflow.
 pub const MAX_FRAME_LIMIT: usize = isize::MAX as usize / 2;
-
-use crate::config::Framing;
 
 /// What a decoder found at the front of the unread bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,7 +5,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use proptest::prelude::*;
 
 use super::*;
-use crate::config::Endian;
+use crate::codec::Endian;
 
 const MAX_FRAME: usize = 300;
 

@@ -35,7 +35,9 @@ use std::time::{Duration, Instant};
 use log::{debug, info, warn};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
+#[cfg(feature = "signals")]
 use signal_hook::consts::{SIGINT, SIGTERM};
+#[cfg(feature = "signals")]
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
@@ -207,7 +209,8 @@ pub struct Server {
     accept_backoff: Duration,
     /// Refusals not yet logged, and when the last refusal was logged.
     refusals: (u64, Option<Instant>),
-    /// SIGINT/SIGTERM, when [`Server::handle_signals`] was called.
+    /// SIGINT/SIGTERM, when `Server::handle_signals` was called.
+    #[cfg(feature = "signals")]
     signals: Option<Signals>,
     /// During a graceful shutdown: when the drain gives up.
     draining_until: Option<Instant>,
@@ -280,6 +283,7 @@ impl Server {
             accept_paused_until: None,
             accept_backoff: accept::MIN_BACKOFF,
             refusals: (0, None),
+            #[cfg(feature = "signals")]
             signals: None,
             draining_until: None,
             next_sweep: started + SWEEP_INTERVAL,
@@ -303,6 +307,7 @@ impl Server {
             .ok()
     }
 
+    #[cfg(feature = "signals")]
     /// Makes SIGINT and SIGTERM start a graceful shutdown (a second one stops at once),
     /// through the same poller as everything else.
     ///
@@ -351,6 +356,7 @@ impl Server {
             self.now = Instant::now();
             for event in events.iter() {
                 match event.token() {
+                    #[cfg(feature = "signals")]
                     SIGNALS => {
                         if self.on_signal() {
                             self.log_stop(Stopped::Forced);
@@ -518,6 +524,7 @@ impl Server {
         }
     }
 
+    #[cfg(feature = "signals")]
     /// Reads the pending signals; the first starts a graceful shutdown. Returns true
     /// when a second one asks to stop at once.
     fn on_signal(&mut self) -> bool {

@@ -14,6 +14,48 @@ use std::time::{Duration, Instant};
 /// How long any single wait in a test may take before the test fails.
 pub const TIMEOUT: Duration = Duration::from_secs(20);
 
+/// The daemon's binary: Cargo's own path in the root package's tests, the one built
+/// beside the test binary in the other workspace members' (`cargo test` at the root
+/// builds both).
+pub fn daemon_exe() -> std::path::PathBuf {
+    option_env!("CARGO_BIN_EXE_framecast").map_or_else(|| built_beside("framecast"), Into::into)
+}
+
+/// The load generator's binary, found as [`daemon_exe`] finds the daemon's.
+pub fn bench_exe() -> std::path::PathBuf {
+    option_env!("CARGO_BIN_EXE_framecast-bench")
+        .map_or_else(|| built_beside("framecast-bench"), Into::into)
+}
+
+/// A workspace binary in the target directory this test binary runs from.
+fn built_beside(name: &str) -> std::path::PathBuf {
+    let test = std::env::current_exe().expect("the test binary's path");
+    let dir = test
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("a target directory");
+    let exe = dir.join(name);
+    assert!(
+        exe.exists(),
+        "{} is not built: run `cargo test` from the workspace root, which builds every binary",
+        exe.display()
+    );
+    exe
+}
+
+/// The README at the workspace root.
+fn readme_path() -> std::path::PathBuf {
+    let mut dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    while !dir.join("README.md").exists() || !dir.join("framecast-bench").exists() {
+        assert!(
+            dir.pop(),
+            "no workspace root above {}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+    }
+    dir.join("README.md")
+}
+
 /// A running daemon, killed and reaped on drop.
 pub struct Daemon {
     child: Child,
@@ -34,7 +76,7 @@ impl Daemon {
 
     /// Like [`Daemon::start`], with extra environment variables.
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Daemon {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_framecast"));
+        let mut cmd = Command::new(daemon_exe());
         cmd.envs(env.iter().copied());
         Daemon::spawn(cmd, args)
     }
@@ -51,7 +93,7 @@ impl Daemon {
         let mut cmd = Command::new("sh");
         cmd.arg("-c")
             .arg(format!("ulimit {flags} && exec \"$0\" \"$@\""))
-            .arg(env!("CARGO_BIN_EXE_framecast"))
+            .arg(daemon_exe())
             .env("RUST_LOG", "debug");
         Daemon::spawn(cmd, args)
     }
@@ -386,11 +428,7 @@ pub fn run_bench(args: &[&str]) -> BenchRun {
 /// Like [`run_bench`], calling `on_stderr` with each stderr line as it comes and the
 /// bench's pid (e.g. to kill the server once the run is under way).
 pub fn run_bench_with(args: &[&str], on_stderr: impl FnMut(&str, u32)) -> BenchRun {
-    run_bench_command(
-        Command::new(env!("CARGO_BIN_EXE_framecast-bench")),
-        args,
-        on_stderr,
-    )
+    run_bench_command(Command::new(bench_exe()), args, on_stderr)
 }
 
 /// Like [`run_bench`], after `ulimit FLAGS` (e.g. `-v 2097152`: at most 2 GiB of address
@@ -399,7 +437,7 @@ pub fn run_bench_under_ulimit(flags: &str, args: &[&str]) -> BenchRun {
     let mut cmd = Command::new("sh");
     cmd.arg("-c")
         .arg(format!("ulimit {flags} && exec \"$0\" \"$@\""))
-        .arg(env!("CARGO_BIN_EXE_framecast-bench"));
+        .arg(bench_exe());
     run_bench_command(cmd, args, |_, _| {})
 }
 
@@ -499,8 +537,7 @@ pub fn help_flags(help: &str) -> Vec<(String, Option<String>)> {
 /// The flags in the README's table under the heading that starts with `heading`, each
 /// with its default column (the value inside backticks, or the plain text).
 pub fn readme_flags(heading: &str) -> Vec<(String, String)> {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
-        .expect("read README.md");
+    let readme = std::fs::read_to_string(readme_path()).expect("read README.md");
     let start = readme
         .find(&format!("\n{heading}"))
         .unwrap_or_else(|| panic!("README has no heading {heading:?}"));

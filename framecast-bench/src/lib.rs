@@ -52,9 +52,9 @@ use mio::{Poll, Token, Waker};
 pub use config::{BenchConfig, ConfigError, Load, Scenario, SizeRange};
 pub use report::{Report, Status};
 
-use crate::codec::Codec;
-use crate::config::Framing;
 use conn::{Conn, Role};
+use framecast::codec::Codec;
+use framecast::codec::Framing;
 use payload::Pattern;
 use stats::{Progress, ProgressTotals, Stats};
 use worker::{Board, Plan, Worker, NOT_CUT, WAKER};

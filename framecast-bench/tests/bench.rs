@@ -4,6 +4,7 @@
 //! mid-run (exit code 1), Ctrl-C (a summary of the window so far, exit code 130).
 //! Runs are short and bounded; no timing is asserted.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::io::{BufRead, ErrorKind, Read, Write};

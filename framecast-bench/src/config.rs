@@ -7,12 +7,14 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::config::{parse_size, Framing, DEFAULT_MAX_FRAME};
+use framecast::codec::Framing;
+use framecast::config::DEFAULT_MAX_FRAME;
+use framecast::units::parse_size;
 
 use super::payload::Format;
 
 /// Default target: where `framecast` listens by default.
-pub const DEFAULT_TARGET: &str = crate::config::DEFAULT_LISTEN;
+pub const DEFAULT_TARGET: &str = framecast::config::DEFAULT_LISTEN;
 /// Default payload size in bytes: the standard 512-byte frames.
 pub const DEFAULT_SIZE: usize = 512;
 /// Largest payload the bench sends, in bytes: the daemon's default `--max-frame`, so a

@@ -23,7 +23,7 @@ use super::conn::{Closed, Conn, ReadEnd, Role};
 use super::payload::Pattern;
 use super::stats::{Progress, Stats};
 use super::{DRAIN, DRAIN_STEP, MAX_DRAIN};
-use crate::codec::Codec;
+use framecast::codec::Codec;
 
 /// Token of the thread's waker, outside the connection indices.
 pub const WAKER: Token = Token(usize::MAX);

@@ -61,9 +61,9 @@ pub enum Format {
 
 impl Format {
     /// The format a framing can carry.
-    pub fn for_framing(framing: crate::Framing) -> Format {
+    pub fn for_framing(framing: framecast::codec::Framing) -> Format {
         match framing {
-            crate::Framing::Line => Format::Text,
+            framecast::codec::Framing::Line => Format::Text,
             _ => Format::Binary,
         }
     }

@@ -16,8 +16,8 @@ use std::time::Duration;
 use clap::error::ErrorKind;
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
-use framecast::bench::{self, config, BenchConfig, Load, Scenario, SizeRange, Status};
-use framecast::Framing;
+use framecast::codec::Framing;
+use framecast_bench::{self as bench, config, BenchConfig, Load, Scenario, SizeRange, Status};
 
 /// A load generator for framecast and any server speaking the same framing: event
 /// driven, verifies every frame, reports rates, latency percentiles, errors and CPU

@@ -12,7 +12,7 @@ use super::payload::Header;
 use super::stats::Stats;
 use super::track::SeqWindow;
 use super::worker::Plan;
-use crate::codec::{Codec, Decoded, Decoder, Encoder};
+use framecast::codec::{Codec, Decoded, Decoder, Encoder};
 
 /// A partial frame longer than this is read into the connection's own buffer rather
 /// than copied in front of the thread's shared read buffer on every read: copying a
