@@ -1,13 +1,13 @@
-//! Runtime configuration: what to listen on, how to frame, which mode, and every limit
-//! that bounds memory. Plain data plus the parsers for its textual forms (`8MiB`,
-//! `u32be`, `fixed:64`); it knows nothing of sockets or of the command line.
+//! The reactor's configuration: what to listen on, how to frame, and every limit that
+//! bounds memory, validated in one place ([`Config::validate`]) with a typed error.
+//! Plain data; it knows nothing of sockets, services or the command line.
 
+use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use crate::access::AccessList;
-use crate::codec::{Framing, Oversize};
-use crate::mode::{Mode, SlowConsumer};
+use crate::codec::{Framing, Oversize, MAX_FRAME_LIMIT};
 pub use crate::units::{
     parse_duration, parse_optional_duration, parse_size, ParseDurationError, ParseSizeError,
 };
@@ -36,17 +36,11 @@ pub const MAX_KEEPALIVE: Duration = Duration::from_secs(32767);
 /// Default listen backlog: enough for connect bursts, as Redis and nginx use (511) and more.
 pub const DEFAULT_BACKLOG: u32 = 1024;
 
-/// Everything the server needs to run.
+/// Everything the reactor needs to run.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Addresses to listen on; at least one.
     pub listen: Vec<SocketAddr>,
-    /// What happens to a complete frame.
-    pub mode: Mode,
-    /// In broadcast mode, also send each frame back to its sender.
-    pub echo_self: bool,
-    /// In broadcast mode, what happens to a recipient past `max_output`.
-    pub slow_consumer: SlowConsumer,
     /// How the byte stream is cut into frames.
     pub framing: Framing,
     /// Largest payload a frame may declare or carry, in bytes.
@@ -76,18 +70,82 @@ pub struct Config {
     /// Listen backlog: connections the kernel queues before they are accepted.
     pub backlog: u32,
     /// Echo unframed streams with `splice(2)`, without copying them into user space
-    /// (Linux; only where every frame goes back to its sender and the framing is
-    /// transparent, otherwise ignored).
+    /// (Linux; needs `Framing::Raw`, and a service that echoes verbatim, otherwise
+    /// ignored).
     pub splice: bool,
+}
+
+/// A configuration that cannot work: which field, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The [`Config`] field at fault (`max_frame`): a command line maps it to its flag.
+    pub field: &'static str,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.problem)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Checks every rule the fields must keep together; the reactor calls it before it
+    /// starts, so nothing is silently coerced.
+    ///
+    /// # Errors
+    /// The first [`ConfigError`] found.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |field, problem: String| Err(ConfigError { field, problem });
+        if self.listen.is_empty() {
+            return fail("listen", "no listen address".into());
+        }
+        if self.max_frame == 0 {
+            return fail("max_frame", "must be at least 1 byte".into());
+        }
+        if self.max_frame > MAX_FRAME_LIMIT {
+            return fail("max_frame", format!("at most {MAX_FRAME_LIMIT} bytes"));
+        }
+        if self.max_connections == 0 {
+            return fail("max_connections", "must be at least 1".into());
+        }
+        if self.max_connections > crate::reactor::MAX_CONNECTIONS_LIMIT {
+            return fail(
+                "max_connections",
+                format!("at most {}", crate::reactor::MAX_CONNECTIONS_LIMIT),
+            );
+        }
+        if self.max_output == 0 {
+            return fail("max_output", "must be at least 1 byte".into());
+        }
+        if let Framing::Fixed(size) = self.framing {
+            if size > self.max_frame {
+                return fail(
+                    "framing",
+                    format!(
+                        "fixed:{size} is larger than the max frame ({})",
+                        self.max_frame
+                    ),
+                );
+            }
+        }
+        if self.splice && self.framing != Framing::Raw {
+            return fail(
+                "splice",
+                "needs raw framing (only unframed bytes can pass unseen)".into(),
+            );
+        }
+        Ok(())
+    }
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 7070))],
-            mode: Mode::default(),
-            echo_self: false,
-            slow_consumer: SlowConsumer::default(),
             framing: Framing::default(),
             max_frame: DEFAULT_MAX_FRAME,
             max_output: DEFAULT_MAX_OUTPUT,
@@ -161,6 +219,56 @@ pub fn parse_listen(text: &str) -> Result<Vec<SocketAddr>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn validation_names_the_field_at_fault() {
+        assert_eq!(Config::default().validate(), Ok(()));
+        let field = |config: Config| config.validate().map_err(|e| e.field);
+        assert_eq!(
+            field(Config {
+                max_frame: 0,
+                ..Config::default()
+            }),
+            Err("max_frame")
+        );
+        assert_eq!(
+            field(Config {
+                max_connections: 0,
+                ..Config::default()
+            }),
+            Err("max_connections")
+        );
+        assert_eq!(
+            field(Config {
+                framing: Framing::Fixed(100),
+                max_frame: 99,
+                ..Config::default()
+            }),
+            Err("framing")
+        );
+        assert_eq!(
+            field(Config {
+                splice: true,
+                ..Config::default()
+            }),
+            Err("splice")
+        );
+        assert_eq!(
+            field(Config {
+                splice: true,
+                framing: Framing::Raw,
+                ..Config::default()
+            }),
+            Ok(())
+        );
+        assert_eq!(
+            field(Config {
+                listen: vec![],
+                ..Config::default()
+            }),
+            Err("listen")
+        );
+    }
 
     #[test]
     fn keepalive_is_whole_seconds_the_kernel_accepts_or_off() {

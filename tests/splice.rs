@@ -59,7 +59,7 @@ fn log_after_ends_of_stream(daemon: &Daemon, clients: usize) -> String {
 fn spliced_streams_come_back_whole_to_their_own_senders() {
     let daemon = Daemon::start_with_env(
         &["--framing", "raw", "--splice"],
-        &[("RUST_LOG", "debug,framecast::server::serve=trace")],
+        &[("RUST_LOG", "debug,framecast::reactor::serve=trace")],
     );
     daemon.wait_for_log("framing raw, splice");
     thread::scope(|scope| {
@@ -98,7 +98,7 @@ fn spliced_streams_come_back_whole_to_their_own_senders() {
 fn small_reads_are_copied_and_large_ones_spliced_on_one_connection() {
     let daemon = Daemon::start_with_env(
         &["--framing", "raw", "--splice"],
-        &[("RUST_LOG", "debug,framecast::server::serve=trace")],
+        &[("RUST_LOG", "debug,framecast::reactor::serve=trace")],
     );
     let mut client = daemon.connect();
     let mut rng = Rng::new(7);

@@ -21,7 +21,7 @@
 //!   trait documents (and checking each answer's `n` against the buffer);
 //! - *frame by frame*: [`decode_frame`] on a `BytesMut`;
 //! - *reactor*: [`ReadBuf::read_from`] then [`Codec::scan`] until incomplete, as
-//!   `Server::frame` does; each run's frames leave the buffer as `Server::deliver` takes
+//!   the reactor's `frame` does; each run's frames leave the buffer as the services take
 //!   them: the part a write-through managed to send is `discard`ed, the rest `split` off
 //!   as `Bytes`; then `discard(skip)`. The part written through is `len * f / 15`, with
 //!   `f = w * (run number + 1) % 16`: `w = 0` always splits (queued output, broadcast),
@@ -53,7 +53,7 @@ use std::ops::Range;
 
 use bytes::BytesMut;
 use framecast::codec::{decode_frame, Codec, Decoded, Decoder, Encoder, FrameError, Oversize};
-use framecast::server::ReadBuf;
+use framecast::reactor::ReadBuf;
 use framecast::Framing;
 
 /// Which decoder a target drives.
@@ -355,7 +355,7 @@ impl ByFrame {
     }
 }
 
-/// The decoder driven as `Server::frame` drives it: reads into a [`ReadBuf`], then
+/// The decoder driven as the reactor's `frame` drives it: reads into a [`ReadBuf`], then
 /// `scan`, `split(len)`, `discard(skip)` until the front is incomplete.
 struct Reactor {
     codec: Codec,

@@ -1,26 +1,70 @@
-//! The framecast daemon: command line -> `Config` -> `Server` -> run. The only place
-//! where errors become exit codes: 0 after a graceful shutdown, 1 when the daemon
-//! cannot start, fails, or is stopped by a second signal, 2 for a bad command line.
+//! The framecast daemon: command line -> `Config` + a service -> `Reactor` -> run. The
+//! only place where errors become exit codes: 0 after a graceful shutdown, 1 when the
+//! daemon cannot start, fails, or is stopped by a second signal, 2 for a bad command
+//! line. Signals arrive on a thread of their own and reach the reactor through its
+//! `Handle`.
 
+use std::fmt;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::str::FromStr;
 use std::time::Duration;
 
+use bytes::BytesMut;
 use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser};
 use framecast::access::{AccessList, Cidr};
-use framecast::codec::{Oversize, MAX_FRAME_LIMIT};
+use framecast::codec::{Codec, Encoder, Oversize};
 use framecast::config::{self, parse_duration, parse_optional_duration, parse_size};
 use framecast::fd_limit::{self, FdLimit};
-use framecast::mode::SlowConsumer;
-use framecast::server::{Stopped, MAX_CONNECTIONS_LIMIT};
-use framecast::{Config, Framing, Mode, Server};
+use framecast::service::{Broadcast, Echo, Greeting, SlowConsumer};
+use framecast::{Config, Framing, Handle, Reactor, Service, Stopped};
 use log::{info, warn};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+use signal_hook::iterator::Signals;
+
+/// What the daemon does with complete frames: which service it runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum Mode {
+    /// Each frame goes back to its sender, in order.
+    #[default]
+    Echo,
+    /// Each frame goes to every other connected client (chat-room style).
+    Broadcast,
+}
+
+impl FromStr for Mode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "echo" => Ok(Mode::Echo),
+            "broadcast" => Ok(Mode::Broadcast),
+            _ => Err(format!("unknown value '{s}' (expected echo or broadcast)")),
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::Echo => "echo",
+            Mode::Broadcast => "broadcast",
+        })
+    }
+}
+
+/// What the signals do, for `--help`.
+const SIGNALS_HELP: &str = "Signals:
+  SIGINT, SIGTERM  graceful shutdown: stop accepting, flush every connection for up to
+                   the drain timeout, exit 0; a second one stops at once (exit 1)
+  SIGUSR1          log the counters (the --stats-interval line) at once
+  SIGHUP           logged and otherwise ignored: there is no configuration to reload";
 
 /// A TCP daemon that cuts byte streams into frames and echoes or broadcasts them.
 #[derive(Debug, Parser)]
-#[command(name = "framecast", version, about, max_term_width = 100)]
+#[command(name = "framecast", version, about, max_term_width = 100, after_help = SIGNALS_HELP)]
 struct Args {
     /// Address to listen on: IP:PORT, HOST:PORT (every address the name resolves to) or
     /// a bare PORT on loopback; may be given several times.
@@ -121,6 +165,20 @@ struct Args {
     /// clients' sends then cost more, and throughput can drop (see the README).
     #[arg(long)]
     splice: bool,
+
+    /// Send one frame with this text to each new connection before anything else (in
+    /// every mode), e.g. a chat room's welcome.
+    #[arg(long, value_name = "TEXT")]
+    greeting: Option<String>,
+}
+
+/// The daemon's whole setup: the reactor's configuration and the service's.
+struct Setup {
+    config: Config,
+    mode: Mode,
+    echo_self: bool,
+    slow_consumer: SlowConsumer,
+    greeting: Option<String>,
 }
 
 /// A time limit that `off` disables. (An alias, so clap takes the whole `Option` from
@@ -137,56 +195,24 @@ fn parse_oversize(text: &str) -> Result<Oversize, String> {
 }
 
 impl Args {
-    /// Checks what the parser cannot check field by field.
-    fn into_config(self) -> Result<Config, clap::Error> {
+    /// Checks what the parser cannot check field by field: the service's rules here,
+    /// the reactor's through `Config::validate`, each named by its flag.
+    fn into_setup(self) -> Result<Setup, clap::Error> {
         let invalid = |msg: String| Args::command().error(ErrorKind::ValueValidation, msg);
-        if self.max_frame == 0 {
-            return Err(invalid(
-                "invalid value '0' for '--max-frame <SIZE>': must be at least 1 byte".into(),
-            ));
-        }
-        if self.max_frame > MAX_FRAME_LIMIT {
-            return Err(invalid(format!(
-                "invalid value '{}' for '--max-frame <SIZE>': at most {MAX_FRAME_LIMIT} bytes",
-                self.max_frame
-            )));
-        }
-        if self.max_connections == 0 {
-            return Err(invalid(
-                "invalid value '0' for '--max-connections <N>': must be at least 1".into(),
-            ));
-        }
-        if self.max_connections > MAX_CONNECTIONS_LIMIT {
-            return Err(invalid(format!(
-                "invalid value '{}' for '--max-connections <N>': at most {MAX_CONNECTIONS_LIMIT}",
-                self.max_connections
-            )));
-        }
         if self.echo_self && self.mode != Mode::Broadcast {
             return Err(invalid(
                 "'--echo-self' needs '--mode broadcast' (echo mode always answers the sender)"
                     .into(),
             ));
         }
-        if self.splice && (self.mode != Mode::Echo || self.framing != Framing::Raw) {
+        if self.splice && (self.mode != Mode::Echo || self.greeting.is_some()) {
             return Err(invalid(
-                "'--splice' needs '--framing raw' and '--mode echo' (only unframed echo passes bytes on unseen)"
+                "'--splice' needs '--framing raw' and '--mode echo', without '--greeting' (only unframed echo passes bytes on unseen)"
                     .into(),
             ));
         }
-        if let Framing::Fixed(size) = self.framing {
-            if size > self.max_frame {
-                return Err(invalid(format!(
-                    "invalid value 'fixed:{size}' for '--framing <NAME>': larger than --max-frame ({})",
-                    self.max_frame
-                )));
-            }
-        }
-        Ok(Config {
+        let config = Config {
             listen: self.listen.into_iter().flat_map(|l| l.0).collect(),
-            mode: self.mode,
-            echo_self: self.echo_self,
-            slow_consumer: self.slow_consumer,
             framing: self.framing,
             max_frame: self.max_frame,
             max_output: self.max_output,
@@ -205,6 +231,26 @@ impl Args {
             keepalive: self.keepalive,
             backlog: self.backlog,
             splice: self.splice,
+        };
+        if let Err(e) = config.validate() {
+            let flag = e.field.replace('_', "-");
+            return Err(invalid(format!("invalid '--{flag}': {}", e.problem)));
+        }
+        if let Some(text) = &self.greeting {
+            let codec = Codec::new(config.framing, config.max_frame);
+            if let Err(e) = codec.encode(text.as_bytes(), &mut BytesMut::new()) {
+                return Err(invalid(format!(
+                    "invalid value '{text}' for '--greeting <TEXT>': {e} in framing {}",
+                    config.framing
+                )));
+            }
+        }
+        Ok(Setup {
+            config,
+            mode: self.mode,
+            echo_self: self.echo_self,
+            slow_consumer: self.slow_consumer,
+            greeting: self.greeting,
         })
     }
 }
@@ -248,24 +294,46 @@ fn warn_fd_short(limit: u64, wanted: u64, max_connections: usize) {
     );
 }
 
-fn main() -> ExitCode {
-    let config = match Args::parse().into_config() {
-        Ok(config) => config,
-        Err(e) => e.exit(),
-    };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+/// Delivers signals to the reactor from a thread of its own: the first SIGINT or
+/// SIGTERM starts a graceful shutdown, the next stops at once; SIGUSR1 logs the
+/// counters; SIGHUP is logged and ignored.
+fn forward_signals(handle: Handle) -> std::io::Result<()> {
+    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP, SIGUSR1])?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                let name = match signal {
+                    SIGINT => "SIGINT",
+                    SIGTERM => "SIGTERM",
+                    SIGUSR1 => {
+                        handle.log_stats();
+                        continue;
+                    }
+                    _ => {
+                        info!("SIGHUP: ignored (framecast has no configuration to reload; SIGTERM stops it)");
+                        continue;
+                    }
+                };
+                // The reactor says "again" and stops at once on a second shutdown.
+                handle.shutdown(name);
+            }
+        })?;
+    Ok(())
+}
+
+/// Binds and runs the reactor with `service`: the daemon's exit code.
+fn serve<S: Service>(config: Config, service: S, banner: &str) -> ExitCode {
     let max_connections = config.max_connections;
     let fd_short = raise_fd_limit(max_connections);
-
-    let (mode, framing) = (config.mode, config.framing);
-    let mut server = match Server::bind(config) {
-        Ok(server) => server,
+    let mut reactor = match Reactor::bind(config, service) {
+        Ok(reactor) => reactor,
         Err(e) => {
             eprintln!("framecast: {e}");
             return ExitCode::from(1);
         }
     };
-    if let Err(e) = server.handle_signals() {
+    if let Err(e) = forward_signals(reactor.handle()) {
         eprintln!("framecast: cannot handle signals: {e}");
         return ExitCode::from(1);
     }
@@ -273,19 +341,40 @@ fn main() -> ExitCode {
         warn_fd_short(limit, wanted, max_connections);
     }
     let mut stdout = std::io::stdout().lock();
-    for addr in server.local_addrs() {
+    for addr in reactor.local_addrs() {
         // Best effort: a closed stdout must not stop the daemon.
-        let _ = writeln!(stdout, "framecast listening on {addr} ({mode}, {framing})");
+        let _ = writeln!(stdout, "framecast listening on {addr} ({banner})");
     }
     let _ = stdout.flush();
     drop(stdout);
 
-    match server.run() {
+    match reactor.run() {
         Ok(Stopped::Drained | Stopped::DrainTimedOut { .. }) => ExitCode::SUCCESS,
         Ok(Stopped::Forced) => ExitCode::from(1),
         Err(e) => {
             eprintln!("framecast: event loop failed: {e}");
             ExitCode::from(1)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let setup = match Args::parse().into_setup() {
+        Ok(setup) => setup,
+        Err(e) => e.exit(),
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let banner = format!("{}, {}", setup.mode, setup.config.framing);
+    let config = setup.config;
+    match (setup.mode, setup.greeting) {
+        (Mode::Echo, None) => serve(config, Echo, &banner),
+        (Mode::Echo, Some(text)) => serve(config, Greeting::new(text, Echo), &banner),
+        (Mode::Broadcast, greeting) => {
+            let room = Broadcast::new(setup.echo_self, setup.slow_consumer);
+            match greeting {
+                None => serve(config, room, &banner),
+                Some(text) => serve(config, Greeting::new(text, room), &banner),
+            }
         }
     }
 }

@@ -113,6 +113,13 @@ impl LengthCodec {
         }
     }
 
+    /// The length of the complete frame at the front of `buf`, header included (for a
+    /// buffer known to start with one; otherwise at most `buf.len()`).
+    pub fn frame_len(&self, buf: &[u8]) -> usize {
+        let declared = usize::try_from(self.declared_len(buf)).unwrap_or(usize::MAX);
+        self.width.saturating_add(declared).min(buf.len())
+    }
+
     /// The complete frames at the front of `buf`: their total length and count. The
     /// reactor's hot loop, one header read and two comparisons per frame; it stops at
     /// the first incomplete or oversized frame, which [`Decoder::decode`] then handles.

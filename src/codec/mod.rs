@@ -212,6 +212,28 @@ impl Codec {
         }
     }
 
+    /// Where the payload lies inside a complete `frame` (see [`Codec::payload`]).
+    pub fn payload_range(&self, frame: &[u8]) -> std::ops::Range<usize> {
+        let payload = self.payload(frame);
+        let start = match self {
+            Codec::Length(c) => c.width().min(frame.len()),
+            _ => 0,
+        };
+        start..start + payload.len()
+    }
+
+    /// The length of the first frame of `buf`, which starts with complete frames (a
+    /// run that [`Codec::scan`] found): how to cut a run into frames again without
+    /// touching the decoder's state.
+    pub fn frame_len(&self, buf: &[u8]) -> usize {
+        match self {
+            Codec::Length(c) => c.frame_len(buf),
+            Codec::Line(_) => memchr::memchr(b'\n', buf).map_or(buf.len(), |i| i + 1),
+            Codec::Fixed(c) => c.size().min(buf.len()),
+            Codec::Raw(_) => buf.len(),
+        }
+    }
+
     /// [`scan`] with the dispatch hoisted out of the per-frame loop.
     ///
     /// # Errors

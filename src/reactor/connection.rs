@@ -1,7 +1,8 @@
 //! One client connection: its socket, input buffer, codec, output queue and the small
 //! state machine that decides what it wants from the poller. It does its own I/O but
-//! knows nothing of other connections or of modes.
+//! knows nothing of other connections or of services.
 
+use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -9,9 +10,11 @@ use std::time::Instant;
 use mio::net::TcpStream;
 use mio::Interest;
 
+use super::ctx::Body;
 use super::output::Output;
 use super::read_buf::ReadBuf;
 use super::timers::Clock;
+use super::{interrupted, would_block};
 use crate::codec::Codec;
 
 /// Where a connection is in its life.
@@ -31,7 +34,6 @@ pub enum Phase {
 }
 
 /// A client connection.
-#[derive(Debug)]
 pub struct Connection {
     /// The socket, non-blocking, registered under the connection's slab key.
     pub stream: TcpStream,
@@ -62,13 +64,14 @@ pub struct Connection {
     /// [`SPLICE_FROM`](super::serve::SPLICE_FROM) per read is echoed by `splice` when
     /// that is possible.
     pub last_read: usize,
-    /// Reading is stopped because `output` passed the cap (backpressure).
+    /// Reading is stopped because its own output passed the cap (backpressure).
     pub paused: bool,
-    /// Frames from others are being skipped because `output` passed the cap (slow
-    /// consumer, policy `drop`).
-    pub dropping: bool,
-    /// Frames skipped for this connection so far, for the log when it closes.
-    pub dropped: u64,
+    /// Reading is stopped because the service asked (`Ctx::pause`).
+    pub held: bool,
+    /// Output has passed half the cap since the service was last told it drained.
+    pub above_low_water: bool,
+    /// Bodies waiting to be pulled into `output`, in order, after what it holds.
+    pub bodies: VecDeque<Box<dyn Body>>,
     /// Already on the server's list of connections to read this turn.
     pub in_ready: bool,
     /// Already on the server's list of connections to flush before the next poll.
@@ -101,8 +104,9 @@ impl Connection {
             readable: false,
             last_read: 0,
             paused: false,
-            dropping: false,
-            dropped: 0,
+            held: false,
+            above_low_water: false,
+            bodies: VecDeque::new(),
             in_ready: false,
             in_dirty: false,
             registered: Interest::READABLE,
@@ -114,7 +118,7 @@ impl Connection {
     /// lingering), and possibly holding unread bytes.
     pub fn wants_read(&self) -> bool {
         let reading = match self.phase {
-            Phase::Open => !self.paused,
+            Phase::Open => !self.paused && !self.held,
             Phase::Lingering => true,
             Phase::Draining | Phase::Closed => false,
         };
@@ -124,6 +128,11 @@ impl Connection {
     /// True while a frame is partly received: its first byte arrived, its last has not.
     pub fn is_mid_frame(&self) -> bool {
         !self.input.is_empty() || self.codec.is_discarding()
+    }
+
+    /// True when nothing waits to be written: no queued output and no body.
+    pub fn is_flushed(&self) -> bool {
+        self.output.is_empty() && self.bodies.is_empty()
     }
 
     /// The interest the connection needs now: `WRITABLE` only while output is pending.
@@ -161,8 +170,8 @@ impl Connection {
             match self.stream.write(pending) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => written += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if interrupted(&e) => {}
+                Err(e) if would_block(&e) => break,
                 Err(e) => return Err(e),
             }
         }

@@ -94,7 +94,7 @@ impl ReadBuf {
 
     /// Removes the first `n` unconsumed bytes and returns them: without copying (their
     /// memory now belongs to the `Bytes`) if they are a large enough share of the
-    /// buffer, copied out otherwise (see [`PIN_RATIO`]).
+    /// buffer, copied out otherwise (see `PIN_RATIO`).
     pub fn split(&mut self, n: usize) -> Bytes {
         let n = n.min(self.end - self.start);
         if n.saturating_mul(PIN_RATIO) < self.carved + self.buf.capacity() {
@@ -122,7 +122,7 @@ impl ReadBuf {
     }
 
     /// Drops the buffer if it holds no received bytes, for a connection gone quiet:
-    /// its next read starts again from [`MIN_CHUNK`]. Returns the bytes of capacity let
+    /// its next read starts again from `MIN_CHUNK`. Returns the bytes of capacity let
     /// go (0 if there were none, or bytes are waiting).
     pub fn release_if_empty(&mut self) -> usize {
         let capacity = self.buf.capacity();

@@ -83,8 +83,8 @@ impl Output {
                     self.consume(n);
                     written += n;
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if super::interrupted(&e) => {}
+                Err(e) if super::would_block(&e) => break,
                 Err(e) => return Err(e),
             }
         }

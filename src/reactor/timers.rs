@@ -133,6 +133,38 @@ impl Timers {
     }
 }
 
+/// The service's timers ([`Ctx::set_timer`](super::Ctx::set_timer)): `(when, order,
+/// tag)`, earliest first and, at the same instant, in the order they were set.
+#[derive(Debug, Default)]
+pub struct ServiceTimers {
+    heap: BinaryHeap<Reverse<(Instant, u64, u64)>>,
+    /// How many timers have been set: ties at one instant keep their order.
+    set: u64,
+}
+
+impl ServiceTimers {
+    /// Sets a timer for `tag` at `when`.
+    pub fn arm(&mut self, when: Instant, tag: u64) {
+        self.set += 1;
+        self.heap.push(Reverse((when, self.set, tag)));
+    }
+
+    /// When the earliest timer is due.
+    pub fn next(&self) -> Option<Instant> {
+        self.heap.peek().map(|Reverse((when, _, _))| *when)
+    }
+
+    /// Removes and returns the tag of the earliest timer if it is due at `now`.
+    pub fn pop_due(&mut self, now: Instant) -> Option<u64> {
+        match self.heap.peek() {
+            Some(Reverse((when, _, _))) if *when <= now => {
+                self.heap.pop().map(|Reverse((_, _, tag))| tag)
+            }
+            _ => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,6 +211,22 @@ mod tests {
         assert_eq!(timers.pop_due(t0 + 2 * SEC), Some((t0 + 2 * SEC, 3, 30)));
         assert_eq!(timers.pop_due(t0 + 2 * SEC), None);
         assert_eq!(timers.next(), Some(t0 + 3 * SEC));
+    }
+
+    #[test]
+    fn service_timers_fire_in_time_order_then_in_the_order_set() {
+        let t0 = Instant::now();
+        let mut timers = ServiceTimers::default();
+        timers.arm(t0 + 2 * SEC, 7);
+        timers.arm(t0 + SEC, 8);
+        timers.arm(t0 + SEC, 9);
+        assert_eq!(timers.next(), Some(t0 + SEC));
+        assert_eq!(timers.pop_due(t0), None, "nothing is due before its time");
+        assert_eq!(timers.pop_due(t0 + SEC), Some(8));
+        assert_eq!(timers.pop_due(t0 + SEC), Some(9));
+        assert_eq!(timers.pop_due(t0 + SEC), None);
+        assert_eq!(timers.pop_due(t0 + 5 * SEC), Some(7));
+        assert_eq!(timers.next(), None);
     }
 
     #[test]

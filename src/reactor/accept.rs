@@ -13,7 +13,7 @@ use mio::{Interest, Token};
 use socket2::{Domain, Protocol, SockRef, Socket, TcpKeepalive, Type};
 
 use super::connection::Connection;
-use super::{interrupted, would_block, Server};
+use super::{interrupted, would_block, ConnId, Core, Entry};
 use crate::codec::Codec;
 use crate::config::Config;
 
@@ -58,7 +58,7 @@ pub(super) fn configure(stream: &TcpStream, config: &Config) -> io::Result<()> {
     Ok(())
 }
 
-impl Server {
+impl Core {
     /// Accepts from every ready listener, up to a batch each, unless paused.
     pub(super) fn accept_ready(&mut self) {
         match self.accept_paused_until {
@@ -67,28 +67,40 @@ impl Server {
             None => {}
         }
         for i in 0..self.listeners.len() {
-            if self.listeners[i].ready {
-                self.accept(i);
+            let key = self.listeners[i];
+            if matches!(self.entries.get(key), Some(Entry::Listener(l)) if l.ready) {
+                self.accept(key);
             }
         }
     }
 
-    /// Accepts up to [`ACCEPT_BATCH`] connections from listener `i`; the listener stays
+    /// The listener at `key`.
+    fn listener(&mut self, key: usize) -> Option<&mut super::Listener> {
+        match self.entries.get_mut(key) {
+            Some(Entry::Listener(l)) => Some(l),
+            _ => None,
+        }
+    }
+
+    /// Accepts up to [`ACCEPT_BATCH`] connections from the listener at `key`; it stays
     /// ready if the batch ran out first.
-    fn accept(&mut self, i: usize) {
+    fn accept(&mut self, key: usize) {
         for _ in 0..ACCEPT_BATCH {
-            match self.listeners[i].socket.accept() {
+            let Some(listener) = self.listener(key) else {
+                return;
+            };
+            match listener.socket.accept() {
                 Ok((stream, peer)) => {
                     self.accept_backoff = MIN_BACKOFF;
                     self.admit(stream, peer);
                 }
                 Err(e) if would_block(&e) => {
-                    self.listeners[i].ready = false;
+                    listener.ready = false;
                     return;
                 }
                 Err(e) if interrupted(&e) || e.kind() == io::ErrorKind::ConnectionAborted => {}
                 Err(e) => {
-                    self.on_accept_error(i, &e);
+                    self.on_accept_error(key, &e);
                     return;
                 }
             }
@@ -99,12 +111,17 @@ impl Server {
     /// connection through the reserve descriptor (so its client learns at once rather
     /// than waiting in the backlog); then pauses accepting, longer each time. Out of
     /// descriptors with no connection pending is no failure: the table is just full.
-    fn on_accept_error(&mut self, i: usize, e: &io::Error) {
-        let addr = self.listeners[i].addr;
+    fn on_accept_error(&mut self, key: usize, e: &io::Error) {
+        let Some(addr) = self.listener(key).map(|l| l.addr) else {
+            return;
+        };
         let mut shed = "";
         if matches!(e.raw_os_error(), Some(EMFILE | ENFILE)) {
             drop(self.spare_fd.take());
-            let pending = self.listeners[i].socket.accept().map(drop);
+            let pending = match self.listener(key) {
+                Some(listener) => listener.socket.accept().map(drop),
+                None => return,
+            };
             self.spare_fd = reserve_fd();
             match pending {
                 Ok(()) => {
@@ -115,7 +132,9 @@ impl Server {
                 // full table fails even an accept that would find none: nobody was
                 // turned away. The next connection to arrive wakes the listener.
                 Err(pending) if would_block(&pending) => {
-                    self.listeners[i].ready = false;
+                    if let Some(listener) = self.listener(key) {
+                        listener.ready = false;
+                    }
                     debug!("accept on {addr}: {e}, with no connection pending");
                     return;
                 }
@@ -138,14 +157,14 @@ impl Server {
             debug!("{peer}: refused by the access rules");
             return; // dropping the stream closes it
         }
-        if self.conns.len() >= self.config.max_connections {
+        if self.open >= self.config.max_connections {
             self.refuse_over_limit();
             return;
         }
         if let Err(e) = configure(&stream, &self.config) {
             debug!("{peer}: cannot set socket options: {e}");
         }
-        let entry = self.conns.vacant_entry();
+        let entry = self.entries.vacant_entry();
         let key = entry.key();
         if let Err(e) = self
             .poll
@@ -161,22 +180,24 @@ impl Server {
             self.config.oversize,
         );
         self.next_serial += 1;
-        entry.insert(Connection::new(
+        entry.insert(Entry::Stream(Connection::new(
             stream,
             peer,
             self.next_serial,
             codec,
             self.now,
-        ));
+        )));
+        self.open += 1;
         self.stats.accepted += 1;
-        debug!("{peer}: connected (token {key}, {} open)", self.conns.len());
+        debug!("{peer}: connected (token {key}, {} open)", self.open);
+        self.opened.push((ConnId::new(key, self.next_serial), peer));
         self.rearm(key);
     }
 
     /// Counts a connection refused at `max_connections`; logs at most once a second.
     fn refuse_over_limit(&mut self) {
         self.stats.refused += 1;
-        self.refusals.0 += 1;
+        self.refusals.unlogged += 1;
         self.log_refusals();
     }
 
@@ -184,18 +205,24 @@ impl Server {
     /// Called each loop turn too (with a poll deadline), so the end of a burst is said
     /// within a second, not left for the next refusal.
     pub(super) fn log_refusals(&mut self) {
-        if self.refusals.0 > 0 && self.next_refusals_line().is_none_or(|due| self.now >= due) {
+        if self.refusals.unlogged > 0 && self.next_refusals_line().is_none_or(|due| self.now >= due)
+        {
             warn!(
                 "refused {} connection(s): at the limit of {} connections",
-                self.refusals.0, self.config.max_connections
+                self.refusals.unlogged, self.config.max_connections
             );
-            self.refusals = (0, Some(self.now));
+            self.refusals = super::Refusals {
+                unlogged: 0,
+                last_line: Some(self.now),
+            };
         }
     }
 
     /// When the refusals not yet logged may be: a second after the last line.
     pub(super) fn next_refusals_line(&self) -> Option<Instant> {
-        self.refusals.1.map(|last| last + REFUSALS_LINE_EVERY)
+        self.refusals
+            .last_line
+            .map(|last| last + REFUSALS_LINE_EVERY)
     }
 }
 

@@ -1,0 +1,737 @@
+//! The reactor: one thread, one [`mio::Poll`], and a [`Slab`] of entries (listeners,
+//! connections, the waker) keyed by their [`Token`]. It moves bytes between sockets and
+//! codecs and hands complete frames to a [`Service`]; it knows no framing and no
+//! service by name.
+//!
+//! One loop turn:
+//! 1. flush every connection with new output (one vectored write batch each, as Redis
+//!    does before it sleeps), tell the service who drained, and drop the connections
+//!    closed during the turn (telling the service);
+//! 2. poll, blocking only until the next deadline and only if no connection is still
+//!    ready;
+//! 3. mark what the events say is ready; accept new connections, a bounded batch per
+//!    listener;
+//! 4. read each ready connection until `WouldBlock` or its byte budget, handing every
+//!    run of complete frames to the service. A connection stopped by its budget or by
+//!    backpressure remembers that its socket is still readable;
+//! 5. close connections whose deadline has passed, run the service's due timers; once
+//!    a second, take back the empty read buffers of connections gone quiet.
+//!
+//! The parts: `accept` admits connections, `serve` is the data path (read, frame,
+//! deliver, flush, close), `timers` the deadlines, [`Ctx`] what a service may do.
+
+mod accept;
+mod connection;
+mod ctx;
+mod output;
+mod read_buf;
+mod serve;
+mod splice;
+mod stats;
+mod timers;
+
+use std::fmt;
+use std::fs::File;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use log::{debug, info, warn};
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token, Waker};
+use slab::Slab;
+
+use crate::config::{Config, ConfigError};
+use crate::service::Service;
+use connection::{Connection, Phase};
+use timers::{ServiceTimers, Timeouts, Timers};
+
+pub use ctx::{Body, Closed, ConnId, Ctx, Frame, FrameIter, Frames, SendError};
+pub use output::{Output, CHUNK_COST};
+pub use read_buf::ReadBuf;
+pub use stats::{Counter, Stats};
+pub use timers::Expiry;
+
+/// The largest `max_connections` a reactor takes: each connection holds a descriptor,
+/// and no process holds more than a C `int` counts.
+pub const MAX_CONNECTIONS_LIMIT: usize = i32::MAX as usize;
+/// Events taken from one poll call.
+const EVENTS_CAPACITY: usize = 1024;
+/// A connection with no complete frame in or out for this long gives back its empty
+/// read buffer (up to 256 KiB after streaming, 1 MiB after a large frame), so many
+/// quiet connections cost little memory, as Redis frees idle clients' query buffers.
+const RELEASE_IDLE_AFTER: Duration = Duration::from_secs(2);
+/// How often connections are looked over for idle buffers, while there are any.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A reactor that could not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// A listen address could not be bound.
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why, as the OS said it.
+        source: io::Error,
+    },
+    /// The poller could not be created or a listener registered.
+    Poll(io::Error),
+    /// The configuration cannot work.
+    Config(ConfigError),
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
+            StartError::Poll(e) => write!(f, "cannot set up the event loop: {e}"),
+            StartError::Config(why) => write!(f, "invalid configuration: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StartError::Bind { source, .. } | StartError::Poll(source) => Some(source),
+            StartError::Config(e) => Some(e),
+        }
+    }
+}
+
+/// How [`Reactor::run`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// A shutdown was asked for and every connection was flushed and closed.
+    Drained,
+    /// A shutdown was asked for; the drain timeout cut the remaining connections.
+    DrainTimedOut {
+        /// Connections still open when the time ran out.
+        cut: usize,
+    },
+    /// A stop at once was asked for ([`Handle::stop_now`]).
+    Forced,
+}
+
+/// What another thread asked of the reactor through a [`Handle`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Request {
+    /// Stop accepting, flush everything, stop (a graceful shutdown), for this reason.
+    Shutdown(&'static str),
+    /// Stop at once, for this reason.
+    Stop(&'static str),
+    /// Log the counters now.
+    LogStats,
+}
+
+/// Controls a running reactor from any thread (a signal handler's thread, a test):
+/// cheap to clone; each call wakes the reactor through its poller.
+#[derive(Debug, Clone)]
+pub struct Handle {
+    waker: Arc<Waker>,
+    requests: Arc<Mutex<Vec<Request>>>,
+}
+
+impl Handle {
+    fn ask(&self, request: Request) {
+        self.requests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(request);
+        if let Err(e) = self.waker.wake() {
+            warn!("cannot wake the event loop: {e}");
+        }
+    }
+
+    /// Starts a graceful shutdown: no more connections are accepted, every connection
+    /// is flushed for up to the drain timeout, then [`Reactor::run`] returns. `why`
+    /// names the cause in the log (`"SIGTERM"`).
+    pub fn shutdown(&self, why: &'static str) {
+        self.ask(Request::Shutdown(why));
+    }
+
+    /// Stops at once, dropping what is still queued.
+    pub fn stop_now(&self, why: &'static str) {
+        self.ask(Request::Stop(why));
+    }
+
+    /// Logs the counters at once (as `--stats-interval` does).
+    pub fn log_stats(&self) {
+        self.ask(Request::LogStats);
+    }
+}
+
+/// A listening socket and whether it may hold connections not yet accepted.
+struct Listener {
+    socket: TcpListener,
+    addr: SocketAddr,
+    ready: bool,
+}
+
+/// What a slab key stands for: each token is the key of one of these.
+// Nearly every entry is a connection: boxing them would cost an allocation and an
+// indirection each to save the few listeners some bytes.
+#[allow(clippy::large_enum_variant)]
+enum Entry {
+    /// A listening socket.
+    Listener(Listener),
+    /// A client connection.
+    Stream(Connection),
+    /// The waker through which a [`Handle`] reaches the loop.
+    Waker,
+}
+
+/// The connection at `key`, if that entry is one.
+fn stream_mut(entries: &mut Slab<Entry>, key: usize) -> Option<&mut Connection> {
+    match entries.get_mut(key) {
+        Some(Entry::Stream(conn)) => Some(conn),
+        _ => None,
+    }
+}
+
+/// The connection `id` names, if it is still in `entries`.
+fn stream_of(entries: &mut Slab<Entry>, id: ConnId) -> Option<&mut Connection> {
+    match entries.get_mut(id.key()) {
+        Some(Entry::Stream(conn)) if conn.serial == id.serial => Some(conn),
+        _ => None,
+    }
+}
+
+/// Refusals at the connection limit not yet logged, and when the last line was.
+#[derive(Debug, Default, Clone, Copy)]
+struct Refusals {
+    unlogged: u64,
+    last_line: Option<Instant>,
+}
+
+/// Everything but the service: what a [`Ctx`] borrows.
+struct Core {
+    /// The one poller every socket is registered with.
+    poll: Poll,
+    /// Listeners, connections and the waker; a key is a token.
+    entries: Slab<Entry>,
+    /// Keys of the listeners, in the order they were given. Emptied at shutdown.
+    listeners: Vec<usize>,
+    /// Connections in `entries`.
+    open: usize,
+    /// What the reactor was asked to do, validated.
+    config: Config,
+    /// The configured per-connection time limits.
+    timeouts: Timeouts,
+    /// Connection deadlines.
+    timers: Timers,
+    /// The service's timers.
+    service_timers: ServiceTimers,
+    /// The time at the start of this loop turn: one clock read per turn, not per event.
+    now: Instant,
+    /// Serial number for the next connection.
+    next_serial: u64,
+    /// Connections to read this turn (readable, not yet drained to `WouldBlock`).
+    ready: Vec<usize>,
+    /// Connections with output to flush before the next poll.
+    dirty: Vec<usize>,
+    /// An empty list kept to swap with `ready` or `dirty`, so turns do not allocate.
+    spare: Vec<usize>,
+    /// Connections closed this turn, and why: the service is told, then they are
+    /// deregistered and dropped before the next poll.
+    closed: Vec<(usize, Closed)>,
+    /// Connections accepted this turn, for the service's `on_open`.
+    opened: Vec<(ConnId, SocketAddr)>,
+    /// Connections whose output fell below the low-water mark, for `on_drain`.
+    drained: Vec<ConnId>,
+    /// The run of frames handed to the service and not yet taken: its connection and
+    /// length, discarded after the callback if the service left it.
+    untaken: Option<(usize, usize)>,
+    /// A file descriptor held in reserve: released when accept reports EMFILE, so the
+    /// pending connection can be accepted and closed instead of spinning on it.
+    spare_fd: Option<File>,
+    /// No accepting before this instant (after an accept error).
+    accept_paused_until: Option<Instant>,
+    /// The current pause after accept errors; doubles while they persist.
+    accept_backoff: Duration,
+    /// Refusals at the connection limit, logged at most once a second.
+    refusals: Refusals,
+    /// What [`Handle`]s have asked for since the last turn.
+    requests: Arc<Mutex<Vec<Request>>>,
+    /// The waker [`Handle`]s use.
+    waker: Arc<Waker>,
+    /// During a graceful shutdown: when the drain gives up.
+    draining_until: Option<Instant>,
+    /// When connections are next looked over for idle read buffers.
+    next_sweep: Instant,
+    /// With `--stats-interval`: when the next line of counters is due.
+    stats_line: Option<stats::StatsLine>,
+    /// What has happened so far.
+    stats: Stats,
+    /// With unframed echo on Linux: the pipe that passes bytes back without copying
+    /// them into user space (see `splice`).
+    splicer: Option<splice::Splicer>,
+}
+
+/// The framecast reactor, driving one service.
+pub struct Reactor<S> {
+    core: Core,
+    service: S,
+}
+
+impl<S: Service> Reactor<S> {
+    /// Validates `config`, binds every listen address and registers it with a new
+    /// poller, to serve `service`.
+    ///
+    /// # Errors
+    /// [`StartError::Config`] for an unusable configuration, [`StartError::Bind`]
+    /// naming the address that failed, [`StartError::Poll`] if the poller fails.
+    pub fn bind(config: Config, service: S) -> Result<Reactor<S>, StartError> {
+        config.validate().map_err(StartError::Config)?;
+        let poll = Poll::new().map_err(StartError::Poll)?;
+        let mut entries = Slab::new();
+        let mut listeners = Vec::with_capacity(config.listen.len());
+        for &addr in &config.listen {
+            let bind_error = |source| StartError::Bind { addr, source };
+            let mut socket = accept::bind_listener(addr, config.backlog).map_err(bind_error)?;
+            let addr = socket.local_addr().map_err(bind_error)?;
+            let entry = entries.vacant_entry();
+            poll.registry()
+                .register(&mut socket, Token(entry.key()), Interest::READABLE)
+                .map_err(StartError::Poll)?;
+            listeners.push(entry.key());
+            entry.insert(Entry::Listener(Listener {
+                socket,
+                addr,
+                ready: false,
+            }));
+        }
+        let waker_entry = entries.vacant_entry();
+        let waker =
+            Waker::new(poll.registry(), Token(waker_entry.key())).map_err(StartError::Poll)?;
+        waker_entry.insert(Entry::Waker);
+        let now = Instant::now();
+        let splicer = (config.splice && service.echoes_verbatim())
+            .then(|| {
+                splice::Splicer::new(serve::READ_BUDGET)
+                    .map_err(|e| warn!("no splice: {e}; echoing by copying"))
+                    .ok()
+            })
+            .flatten();
+        let core = Core {
+            poll,
+            entries,
+            listeners,
+            open: 0,
+            timeouts: Timeouts {
+                idle: config.idle_timeout,
+                frame: config.frame_timeout,
+                write: config.write_timeout,
+            },
+            stats_line: config
+                .stats_interval
+                .map(|every| stats::StatsLine::new(every, now)),
+            config,
+            timers: Timers::default(),
+            service_timers: ServiceTimers::default(),
+            now,
+            next_serial: 0,
+            ready: Vec::new(),
+            dirty: Vec::new(),
+            spare: Vec::new(),
+            closed: Vec::new(),
+            opened: Vec::new(),
+            drained: Vec::new(),
+            untaken: None,
+            spare_fd: accept::reserve_fd(),
+            accept_paused_until: None,
+            accept_backoff: accept::MIN_BACKOFF,
+            refusals: Refusals::default(),
+            requests: Arc::default(),
+            waker: Arc::new(waker),
+            draining_until: None,
+            next_sweep: now + SWEEP_INTERVAL,
+            stats: Stats::default(),
+            splicer,
+        };
+        Ok(Reactor { core, service })
+    }
+
+    /// A handle to shut the reactor down or ask for its counters from another thread.
+    pub fn handle(&self) -> Handle {
+        Handle {
+            waker: Arc::clone(&self.core.waker),
+            requests: Arc::clone(&self.core.requests),
+        }
+    }
+
+    /// The bound addresses, with real ports where port 0 was asked for.
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.core
+            .listeners
+            .iter()
+            .filter_map(|&key| match self.core.entries.get(key) {
+                Some(Entry::Listener(l)) => Some(l.addr),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// What the reactor has done so far.
+    pub fn stats(&self) -> Stats {
+        self.core.stats
+    }
+
+    /// The service.
+    pub fn service(&self) -> &S {
+        &self.service
+    }
+
+    /// Runs the event loop until a [`Handle`]'s shutdown completes or it asks to stop.
+    ///
+    /// # Errors
+    /// Only a failing `poll` (not a connection's trouble, which closes that connection).
+    pub fn run(&mut self) -> io::Result<Stopped> {
+        let mut events = Events::with_capacity(EVENTS_CAPACITY);
+        self.log_start();
+        loop {
+            self.flush_dirty();
+            self.reap();
+            if let Some(stopped) = self.drain_finished() {
+                self.core.log_stop(stopped);
+                return Ok(stopped);
+            }
+            let timeout = self.core.poll_timeout();
+            match self.core.poll.poll(&mut events, timeout) {
+                Ok(()) => {}
+                Err(e) if interrupted(&e) => continue,
+                Err(e) => return Err(e),
+            }
+            self.core.now = Instant::now();
+            let mut woken = false;
+            for event in events.iter() {
+                let key = event.token().0;
+                // Spurious events happen, and a closed connection's key may be gone.
+                match self.core.entries.get_mut(key) {
+                    Some(Entry::Listener(listener)) => listener.ready = true,
+                    Some(Entry::Waker) => woken = true,
+                    Some(Entry::Stream(conn)) => {
+                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                            conn.readable = true;
+                            conn.hup |= event.is_read_closed() || event.is_error();
+                            serve::mark(&mut self.core.ready, &mut conn.in_ready, key);
+                        }
+                        if event.is_writable() || event.is_error() {
+                            serve::mark(&mut self.core.dirty, &mut conn.in_dirty, key);
+                        }
+                    }
+                    None => {}
+                }
+            }
+            if woken && self.on_requests() {
+                self.core.log_stop(Stopped::Forced);
+                return Ok(Stopped::Forced);
+            }
+            self.core.accept_ready();
+            self.open_accepted();
+            self.serve_ready();
+            // After reading, so a frame that arrived with this wake-up counts as activity.
+            self.core.expire_timers();
+            self.run_service_timers();
+            self.core.log_refusals();
+            if self.core.now >= self.core.next_sweep {
+                self.core.release_idle_buffers();
+            }
+            let now = self.core.now;
+            if let Some(line) = self.core.stats_line.as_mut().filter(|l| now >= l.due) {
+                info!("{}", line.render(&self.core.stats, self.core.open, now));
+            }
+        }
+    }
+
+    /// Tells the service about the connections accepted this turn.
+    fn open_accepted(&mut self) {
+        let Reactor { core, service } = self;
+        while let Some((id, peer)) = core.opened.pop() {
+            service.on_open(&mut Ctx { core }, id, peer);
+        }
+    }
+
+    /// Calls the service for each of its timers that has come due.
+    fn run_service_timers(&mut self) {
+        let Reactor { core, service } = self;
+        while let Some(tag) = core.service_timers.pop_due(core.now) {
+            service.on_timer(&mut Ctx { core }, tag);
+        }
+    }
+
+    /// Acts on what handles asked for. Returns true to stop at once.
+    fn on_requests(&mut self) -> bool {
+        let requests = std::mem::take(
+            &mut *self
+                .core
+                .requests
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        for request in requests {
+            match request {
+                Request::Shutdown(why) if self.core.draining_until.is_none() => {
+                    self.begin_shutdown(why);
+                }
+                Request::Shutdown(why) => {
+                    warn!("{why} again: stopping without finishing the drain");
+                    return true;
+                }
+                Request::Stop(why) => {
+                    warn!("{why}: stopping at once");
+                    return true;
+                }
+                Request::LogStats => {
+                    let now = self.core.now;
+                    let core = &mut self.core;
+                    let mut line = core
+                        .stats_line
+                        .unwrap_or_else(|| stats::StatsLine::new(Duration::from_secs(1), now));
+                    info!("{}", line.render(&core.stats, core.open, now));
+                    if core.stats_line.is_some() {
+                        core.stats_line = Some(line);
+                    }
+                }
+            }
+        }
+        false
+    }
+
+    /// Stops accepting, serves what connections have already sent, and starts
+    /// flushing everything for up to the drain timeout.
+    fn begin_shutdown(&mut self, why: &str) {
+        info!(
+            "{why}: shutting down; flushing {} connection(s) for up to {:?} (send it again to stop at once)",
+            self.core.open, self.core.config.drain_timeout
+        );
+        for key in std::mem::take(&mut self.core.listeners) {
+            if let Some(Entry::Listener(mut listener)) = self.core.entries.try_remove(key) {
+                if let Err(e) = self.core.poll.registry().deregister(&mut listener.socket) {
+                    debug!("deregister listener {}: {e}", listener.addr);
+                }
+            }
+        }
+        self.core.draining_until = Some(self.core.now + self.core.config.drain_timeout);
+        let keys = self.core.stream_keys();
+        // Frames that arrived before the shutdown are served in full first (in
+        // broadcast, while every recipient is still open), then every connection drains.
+        let budget = self
+            .core
+            .config
+            .max_frame
+            .saturating_add(self.core.config.max_output);
+        for &key in &keys {
+            if let Some(conn) = stream_mut(&mut self.core.entries, key) {
+                conn.readable = true;
+            }
+            self.serve(key, budget);
+        }
+        for &key in &keys {
+            self.core.drain(key);
+        }
+    }
+
+    /// During a shutdown: `Some` once every connection is closed, or when the drain
+    /// timeout has passed (closing what is left).
+    fn drain_finished(&mut self) -> Option<Stopped> {
+        let until = self.core.draining_until?;
+        if self.core.open == 0 {
+            return Some(Stopped::Drained);
+        }
+        if Instant::now() < until {
+            return None;
+        }
+        let cut = self.core.open;
+        for key in self.core.stream_keys() {
+            self.core.close(key, Closed::Shutdown);
+        }
+        self.reap();
+        Some(Stopped::DrainTimedOut { cut })
+    }
+
+    fn log_start(&self) {
+        let c = &self.core.config;
+        let splice = if self.core.splicer.is_some() {
+            ", splice"
+        } else {
+            ""
+        };
+        info!(
+            "serving {} listener(s): {}, framing {}{splice}, max frame {} B, max output {} B, max connections {}",
+            self.core.listeners.len(),
+            self.service.describe(),
+            c.framing,
+            c.max_frame,
+            c.max_output,
+            c.max_connections
+        );
+        for addr in self.local_addrs() {
+            if !addr.ip().is_loopback() {
+                info!(
+                    "listening on {addr}, which is not a loopback address: reachable from other hosts"
+                );
+            }
+        }
+    }
+}
+
+impl Core {
+    /// The open connection `id` names (not a later one reusing its key).
+    fn stream(&self, id: ConnId) -> Option<&Connection> {
+        match self.entries.get(id.key()) {
+            Some(Entry::Stream(conn)) if conn.serial == id.serial => Some(conn),
+            _ => None,
+        }
+    }
+
+    /// As [`Core::stream`], mutable.
+    fn stream_mut(&mut self, id: ConnId) -> Option<&mut Connection> {
+        stream_of(&mut self.entries, id)
+    }
+
+    /// The key of connection `id`, while it is in the slab.
+    fn key_of(&self, id: ConnId) -> Option<usize> {
+        self.stream(id).map(|_| id.key())
+    }
+
+    /// The keys of every connection.
+    fn stream_keys(&self) -> Vec<usize> {
+        self.entries
+            .iter()
+            .filter(|(_, e)| matches!(e, Entry::Stream(_)))
+            .map(|(key, _)| key)
+            .collect()
+    }
+
+    /// Every open connection.
+    fn open_ids(&self) -> Vec<ConnId> {
+        self.entries
+            .iter()
+            .filter_map(|(key, e)| match e {
+                Entry::Stream(c) if c.phase == Phase::Open => Some(ConnId::new(key, c.serial)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Whether any listener may have connections waiting.
+    fn any_listener_ready(&self) -> bool {
+        self.listeners
+            .iter()
+            .any(|&key| matches!(self.entries.get(key), Some(Entry::Listener(l)) if l.ready))
+    }
+
+    /// How long the next poll may block: not at all while work is pending, otherwise
+    /// until the earliest deadline (timers, accept pause, drain), or indefinitely.
+    fn poll_timeout(&self) -> Option<Duration> {
+        let accepting = self.accept_paused_until.is_none();
+        if !self.ready.is_empty() || (accepting && self.any_listener_ready()) {
+            return Some(Duration::ZERO);
+        }
+        let deadlines = [
+            self.timers.next(),
+            self.service_timers.next(),
+            self.accept_paused_until,
+            self.draining_until,
+            (self.open > 0).then_some(self.next_sweep),
+            self.stats_line.map(|line| line.due),
+            self.next_refusals_line()
+                .filter(|_| self.refusals.unlogged > 0),
+        ];
+        let next = deadlines.into_iter().flatten().min()?;
+        Some(next.saturating_duration_since(Instant::now()))
+    }
+
+    /// Closes every connection whose deadline has passed; re-arms those whose deadline
+    /// has moved on since their entry was made.
+    fn expire_timers(&mut self) {
+        while let Some((when, key, serial)) = self.timers.pop_due(self.now) {
+            let Some(conn) = stream_mut(&mut self.entries, key) else {
+                continue;
+            };
+            if conn.serial != serial
+                || conn.clock.armed != Some(when)
+                || conn.phase == Phase::Closed
+            {
+                continue; // a stale entry: superseded, or for an earlier connection
+            }
+            conn.clock.armed = None;
+            match conn.clock.deadline(&self.timeouts) {
+                Some((deadline, expiry)) if deadline <= self.now => {
+                    match expiry {
+                        Expiry::Idle => self.stats.idle_timeouts += 1,
+                        Expiry::Frame => self.stats.frame_timeouts += 1,
+                        Expiry::Write => self.stats.write_timeouts += 1,
+                        Expiry::Linger => {}
+                    }
+                    self.close(key, Closed::Timeout(expiry));
+                }
+                Some((deadline, _)) => {
+                    conn.clock.armed = Some(deadline);
+                    self.timers.arm(deadline, key, serial);
+                }
+                None => {}
+            }
+        }
+    }
+
+    /// Makes sure connection `key` has a timer entry no later than its deadline. Called
+    /// when a deadline may have moved earlier (a frame or a write stall began).
+    fn rearm(&mut self, key: usize) {
+        let Some(conn) = stream_mut(&mut self.entries, key) else {
+            return;
+        };
+        if let Some((when, _)) = conn.clock.deadline(&self.timeouts) {
+            if conn.clock.armed.is_none_or(|armed| when < armed) {
+                conn.clock.armed = Some(when);
+                self.timers.arm(when, key, conn.serial);
+            }
+        }
+    }
+
+    /// Gives back the empty read buffers of connections with no complete frame in or out
+    /// for [`RELEASE_IDLE_AFTER`]. O(connections) once per [`SWEEP_INTERVAL`], only while
+    /// there are connections: a few microseconds a second for thousands of them.
+    fn release_idle_buffers(&mut self) {
+        self.next_sweep = self.now + SWEEP_INTERVAL;
+        for (_, entry) in self.entries.iter_mut() {
+            let Entry::Stream(conn) = entry else {
+                continue;
+            };
+            if self.now.saturating_duration_since(conn.clock.last_frame) < RELEASE_IDLE_AFTER {
+                continue;
+            }
+            let released = conn.input.release_if_empty();
+            if released > 0 {
+                self.stats.buffers_released += 1;
+                debug!(
+                    "{}: quiet, released its {released}-byte read buffer",
+                    conn.peer
+                );
+            }
+        }
+    }
+
+    fn log_stop(&self, stopped: Stopped) {
+        match stopped {
+            Stopped::Drained => info!("shutdown complete: every connection flushed"),
+            Stopped::DrainTimedOut { cut } => {
+                warn!("shutdown: drain timeout reached; closed {cut} connection(s) with output pending")
+            }
+            Stopped::Forced => warn!("shutdown forced; {} connection(s) dropped", self.open),
+        }
+        info!("totals: {}", self.stats.render(false));
+    }
+}
+
+/// True for the error that ends a read or write loop: the socket has no more for now.
+fn would_block(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::WouldBlock
+}
+
+/// True for the error after which a call is simply made again.
+fn interrupted(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::Interrupted
+}

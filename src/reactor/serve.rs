@@ -1,0 +1,594 @@
+//! The data path: read a connection, cut its input into runs of frames, hand them to
+//! the service, flush output with vectored writes (pulling bodies as it drains), and
+//! close in two phases. Timestamps for the timers are noted on the way, a few stores
+//! per read.
+
+use std::mem;
+use std::net::Shutdown;
+use std::time::Duration;
+
+use bytes::Bytes;
+use log::{debug, info, trace, warn};
+use mio::Token;
+
+use super::connection::{Connection, Phase};
+use super::ctx::{Body, Closed, ConnId, Ctx, Frames};
+use super::{interrupted, stream_mut, stream_of, would_block, Core, Entry, Reactor};
+use crate::service::Service;
+
+/// Bytes read from one connection per loop turn before the others get their turn, so a
+/// flooding client cannot starve the rest (one read of the largest room).
+pub(super) const READ_BUDGET: usize = 256 << 10;
+/// A connection whose last read brought at least this many bytes is echoed with
+/// `splice` where the service and framing allow it. Below, the copies it saves cost
+/// less than the one more call it makes per event: a short splice does not prove the
+/// socket drained, as a short read does, so splicing goes on to `WouldBlock`.
+pub(super) const SPLICE_FROM: usize = 4096;
+/// How long a closing connection may keep sending after our side has shut down, before
+/// it is closed anyway.
+const LINGER: Duration = Duration::from_secs(2);
+/// Stale timer entries tolerated beyond twice the live connections before a sweep.
+const STALE_TIMERS_SLACK: usize = 1024;
+
+impl<S: Service> Reactor<S> {
+    /// Reads every connection on the ready list once, up to its budget.
+    pub(super) fn serve_ready(&mut self) {
+        let mut batch = mem::replace(&mut self.core.ready, mem::take(&mut self.core.spare));
+        for key in batch.drain(..) {
+            if let Some(conn) = stream_mut(&mut self.core.entries, key) {
+                if mem::take(&mut conn.in_ready) {
+                    self.serve(key, READ_BUDGET);
+                }
+            }
+        }
+        self.core.spare = batch;
+    }
+
+    /// Reads from one connection until it is drained, at end of stream, under
+    /// backpressure or after `budget` bytes, handing complete frames on after every read.
+    ///
+    /// Drained means `WouldBlock`, or a read that did not fill the room offered: the
+    /// socket held nothing more at that instant, so edge-triggered readiness will fire
+    /// again when more arrives, and the read that would only say `WouldBlock` is saved
+    /// (a syscall per event at one frame in flight). Not after a hang-up was reported:
+    /// then reading goes on to the end of stream.
+    pub(super) fn serve(&mut self, key: usize, mut budget: usize) {
+        loop {
+            let core = &mut self.core;
+            let Some(conn) = stream_mut(&mut core.entries, key) else {
+                return;
+            };
+            if !conn.wants_read() {
+                return;
+            }
+            if budget == 0 {
+                // Still readable: read again next turn, after the others.
+                mark(&mut core.ready, &mut conn.in_ready, key);
+                return;
+            }
+            if core.splicer.is_some()
+                && conn.phase == Phase::Open
+                && conn.last_read >= SPLICE_FROM
+                && conn.is_flushed()
+                && conn.input.is_empty()
+            {
+                match core.splice_echo(key, budget) {
+                    Some(n) => budget = budget.saturating_sub(n),
+                    None => return,
+                }
+                continue;
+            }
+            match conn.read() {
+                Ok((0, _)) => {
+                    core.on_eof(key);
+                    return;
+                }
+                Ok((n, filled)) => {
+                    conn.last_read = n;
+                    budget = budget.saturating_sub(n);
+                    core.stats.bytes_in += n as u64;
+                    let drained = !filled && !conn.hup;
+                    if drained {
+                        conn.readable = false;
+                    }
+                    if conn.phase == Phase::Lingering {
+                        conn.input.discard(usize::MAX);
+                    } else {
+                        self.frame(key);
+                    }
+                    if drained {
+                        return;
+                    }
+                }
+                Err(e) if would_block(&e) => {
+                    conn.readable = false;
+                    return;
+                }
+                Err(e) if interrupted(&e) => {}
+                Err(e) => {
+                    core.close(key, Closed::Io(e.kind()));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Cuts the connection's input into runs of complete frames and hands them to the
+    /// service, then notes frame boundaries for the idle and frame timers.
+    fn frame(&mut self, key: usize) {
+        let mut boundary = false;
+        let mut completed = false;
+        loop {
+            let Reactor { core, service } = self;
+            let Some(conn) = stream_mut(&mut core.entries, key) else {
+                return;
+            };
+            let run = match conn.codec.scan(conn.input.data()) {
+                Ok(run) if run.is_incomplete() => break,
+                Ok(run) => run,
+                Err(error) => {
+                    info!(
+                        "{}: protocol error: {error}; closing after {} queued bytes",
+                        conn.peer,
+                        conn.output.len()
+                    );
+                    core.stats.protocol_errors += 1;
+                    core.drain(key);
+                    return;
+                }
+            };
+            if let Some(error) = run.oversize {
+                debug!("{}: skipping oversized frame: {error}", conn.peer);
+                core.stats.oversized += 1;
+            }
+            boundary |= run.frames > 0 || run.oversize.is_some();
+            if run.frames > 0 {
+                completed = true;
+                trace!("{}: {} frame(s), {} bytes", conn.peer, run.frames, run.len);
+                core.stats.frames_in += run.frames as u64;
+                let id = ConnId::new(key, conn.serial);
+                core.untaken = Some((key, run.len));
+                let frames = Frames {
+                    key,
+                    len: run.len,
+                    count: run.frames,
+                };
+                service.on_frames(&mut Ctx { core }, id, frames);
+                core.after_frames(key);
+            }
+            // The frames are consumed now; what follows them is to be discarded.
+            match stream_mut(&mut core.entries, key) {
+                Some(conn) if conn.phase == Phase::Open => conn.input.discard(run.skip),
+                _ => return,
+            }
+        }
+        let core = &mut self.core;
+        let now = core.now;
+        let Some(conn) = stream_mut(&mut core.entries, key) else {
+            return;
+        };
+        if completed {
+            conn.clock.last_frame = now;
+        }
+        let started = conn.clock.frame_started;
+        // A frame's clock runs from its first byte; it stops while we are the ones not
+        // reading (backpressure).
+        conn.clock.frame_started = if conn.paused || conn.held || !conn.is_mid_frame() {
+            None
+        } else if boundary {
+            Some(now)
+        } else {
+            started.or(Some(now))
+        };
+        if started.is_none() && conn.clock.frame_started.is_some() {
+            core.rearm(key);
+        }
+    }
+
+    /// Flushes every connection on the dirty list, then tells the service which ones
+    /// drained below the low-water mark.
+    pub(super) fn flush_dirty(&mut self) {
+        let core = &mut self.core;
+        let mut batch = mem::replace(&mut core.dirty, mem::take(&mut core.spare));
+        for key in batch.drain(..) {
+            if let Some(conn) = stream_mut(&mut core.entries, key) {
+                if mem::take(&mut conn.in_dirty) {
+                    core.flush(key);
+                }
+            }
+        }
+        core.spare = batch;
+        let Reactor { core, service } = self;
+        while let Some(id) = core.drained.pop() {
+            service.on_drain(&mut Ctx { core }, id);
+        }
+    }
+
+    /// Tells the service about the connections closed this turn, then deregisters and
+    /// drops them; sweeps their timer entries once stale ones outnumber the live
+    /// connections, so the heap stays O(connections) whatever the churn.
+    pub(super) fn reap(&mut self) {
+        while !self.core.closed.is_empty() {
+            let closed = mem::take(&mut self.core.closed);
+            for (key, why) in &closed {
+                let Reactor { core, service } = self;
+                if let Some(conn) = stream_mut(&mut core.entries, *key) {
+                    let id = ConnId::new(*key, conn.serial);
+                    service.on_close(&mut Ctx { core }, id, why);
+                }
+            }
+            for (key, _) in closed {
+                if let Some(Entry::Stream(mut conn)) = self.core.entries.try_remove(key) {
+                    self.core.open -= 1;
+                    if let Err(e) = self.core.poll.registry().deregister(&mut conn.stream) {
+                        debug!("{}: deregister: {e}", conn.peer);
+                    }
+                }
+            }
+        }
+        let core = &mut self.core;
+        if core.timers.len() > 2 * core.open + STALE_TIMERS_SLACK {
+            let entries = &core.entries;
+            core.timers.retain(|when, key, serial| {
+                matches!(entries.get(key), Some(Entry::Stream(c)) if c.serial == serial && c.clock.armed == Some(when))
+            });
+        }
+    }
+}
+
+impl Core {
+    /// Echoes what one connection has sent with `splice`, its bytes never copied into
+    /// user space: what the socket would not take back is queued, so later input takes
+    /// the copying path behind it. The bytes read, or `None` when reading is over for
+    /// now (`WouldBlock`, end of stream, an error).
+    fn splice_echo(&mut self, key: usize, budget: usize) -> Option<usize> {
+        let (Some(splicer), Some(conn)) =
+            (self.splicer.as_mut(), stream_mut(&mut self.entries, key))
+        else {
+            return None;
+        };
+        let result = splicer.echo(&conn.stream, budget);
+        if !splicer.is_usable() {
+            warn!("zero-copy echo: its pipe cannot be emptied; copying from now on");
+            self.splicer = None;
+        }
+        match result {
+            Ok(pass) if pass.read == 0 => {
+                self.on_eof(key);
+                None
+            }
+            Ok(pass) => {
+                trace!(
+                    "{}: 1 frame(s), {} bytes, spliced; {} bytes queued",
+                    conn.peer,
+                    pass.read,
+                    pass.rest.len()
+                );
+                conn.last_read = pass.read;
+                conn.clock.last_frame = self.now;
+                self.stats.frames_in += 1;
+                self.stats.bytes_in += pass.read as u64;
+                self.stats.bytes_out += pass.written as u64;
+                if !pass.rest.is_empty() {
+                    self.enqueue(key, pass.rest);
+                    self.after_frames(key);
+                }
+                Some(pass.read)
+            }
+            Err(e) if would_block(&e) => {
+                conn.readable = false;
+                None
+            }
+            Err(e) => {
+                self.close(key, Closed::Io(e.kind()));
+                None
+            }
+        }
+    }
+
+    /// The peer has finished sending (end of stream read): nothing more to read; a
+    /// lingering connection is done, any other delivers what it completed and closes.
+    fn on_eof(&mut self, key: usize) {
+        let Some(conn) = stream_mut(&mut self.entries, key) else {
+            return;
+        };
+        conn.readable = false;
+        conn.eof = true;
+        if conn.phase == Phase::Lingering {
+            self.close(key, Closed::Done);
+            return;
+        }
+        if conn.is_mid_frame() {
+            debug!(
+                "{}: end of stream in the middle of a frame ({} bytes pending)",
+                conn.peer,
+                conn.input.data().len()
+            );
+            self.stats.truncated += 1;
+        } else {
+            debug!("{}: end of stream", conn.peer);
+        }
+        self.drain(key);
+    }
+
+    /// After the service has had a run from `key`: a run it left is discarded, and a
+    /// sender whose own output passed the cap is read no further until it drains
+    /// below half (backpressure on the source).
+    fn after_frames(&mut self, key: usize) {
+        let untaken = self.untaken.take();
+        let cap = self.config.max_output;
+        let Some(conn) = stream_mut(&mut self.entries, key) else {
+            return;
+        };
+        if let Some((_, len)) = untaken.filter(|&(k, _)| k == key) {
+            conn.input.discard(len);
+        }
+        if conn.output.footprint() > cap {
+            conn.paused = true;
+        }
+    }
+
+    /// The untaken run, if `frames` is it: its length.
+    fn claim(&mut self, frames: &Frames) -> Option<usize> {
+        match self.untaken {
+            Some((key, len)) if key == frames.key && len == frames.len => {
+                self.untaken = None;
+                Some(len)
+            }
+            _ => None,
+        }
+    }
+
+    /// Sends a run back to its sender: straight from the read buffer when nothing is
+    /// queued ahead (no `Bytes`, no refcount, and the buffer's room is reused without
+    /// zeroing), the rest as one `Bytes`.
+    pub(super) fn echo(&mut self, frames: Frames) {
+        let Some(mut len) = self.claim(&frames) else {
+            return;
+        };
+        let key = frames.key;
+        let Some(conn) = stream_mut(&mut self.entries, key) else {
+            return;
+        };
+        if conn.is_flushed() {
+            match conn.write_through(len) {
+                Ok(written) => {
+                    self.stats.bytes_out += written as u64;
+                    if written > 0 {
+                        conn.clock.last_frame = self.now;
+                    }
+                    len -= written;
+                }
+                Err(e) => {
+                    self.close(key, Closed::Io(e.kind()));
+                    return;
+                }
+            }
+            if len == 0 {
+                return;
+            }
+        }
+        let rest = conn.input.split(len);
+        self.enqueue(key, rest);
+    }
+
+    /// Takes a run out of the read buffer as one `Bytes`.
+    pub(super) fn take(&mut self, frames: Frames) -> Bytes {
+        let Some(len) = self.claim(&frames) else {
+            return Bytes::new();
+        };
+        stream_mut(&mut self.entries, frames.key).map_or_else(Bytes::new, |c| c.input.split(len))
+    }
+
+    /// Queues `bytes` for an open connection `id`; false if it is not open.
+    pub(super) fn send(&mut self, id: ConnId, bytes: Bytes) -> bool {
+        match self.stream(id) {
+            Some(conn) if conn.phase == Phase::Open => {}
+            _ => return false,
+        }
+        self.enqueue(id.key(), bytes);
+        true
+    }
+
+    /// Queues a body for an open connection `id`; false if it is not open.
+    pub(super) fn send_body(&mut self, id: ConnId, body: Box<dyn Body>) -> bool {
+        let Some(conn) = stream_of(&mut self.entries, id).filter(|c| c.phase == Phase::Open) else {
+            return false;
+        };
+        conn.bodies.push_back(body);
+        mark(&mut self.dirty, &mut conn.in_dirty, id.key());
+        true
+    }
+
+    /// Puts `bytes` after everything queued on connection `key` (behind its bodies, if
+    /// it has any, so the order of sends holds) and lists it for flushing.
+    fn enqueue(&mut self, key: usize, bytes: Bytes) {
+        let low_water = self.config.max_output / 2;
+        let Some(conn) = stream_mut(&mut self.entries, key) else {
+            return;
+        };
+        if conn.bodies.is_empty() {
+            conn.output.push(bytes);
+        } else {
+            conn.bodies.push_back(Box::new(Ready(Some(bytes))));
+        }
+        conn.above_low_water |= conn.output.footprint() > low_water;
+        mark(&mut self.dirty, &mut conn.in_dirty, key);
+    }
+
+    /// Reads `id` again after the service paused it.
+    pub(super) fn resume(&mut self, id: ConnId) {
+        let key = id.key();
+        let Some(conn) = stream_of(&mut self.entries, id) else {
+            return;
+        };
+        if !mem::replace(&mut conn.held, false) {
+            return;
+        }
+        if conn.readable {
+            mark(&mut self.ready, &mut conn.in_ready, key);
+        }
+    }
+
+    /// Writes a connection's output until done or `WouldBlock`, pulling its bodies as
+    /// room appears, then updates what it waits for: resumes reading below half the
+    /// cap, finishes a draining connection, asks for `WRITABLE` only while output
+    /// remains.
+    fn flush(&mut self, key: usize) {
+        let now = self.now;
+        let (cap, low_water) = (self.config.max_output, self.config.max_output / 2);
+        let Some(conn) = stream_mut(&mut self.entries, key) else {
+            return;
+        };
+        if conn.phase == Phase::Closed {
+            return;
+        }
+        let mut written = 0;
+        loop {
+            if let Err(e) = pull_bodies(conn, low_water) {
+                warn!("{}: a body failed: {e}; closing", conn.peer);
+                self.close(key, Closed::Io(e.kind()));
+                return;
+            }
+            match conn.flush() {
+                Ok(n) => written += n,
+                Err(e) => {
+                    self.close(key, Closed::Io(e.kind()));
+                    return;
+                }
+            }
+            // Written out with a body still to come: pull more and write again.
+            if !conn.output.is_empty() || conn.bodies.is_empty() {
+                break;
+            }
+        }
+        self.stats.bytes_out += written as u64;
+        if written > 0 {
+            conn.clock.last_frame = now;
+        }
+        let stalled = conn.clock.write_stalled;
+        conn.clock.write_stalled = match (conn.is_flushed(), written > 0) {
+            (true, _) => None,
+            (false, true) => Some(now),
+            (false, false) => stalled.or(Some(now)),
+        };
+        let mut rearm = stalled.is_none() && conn.clock.write_stalled.is_some();
+        if conn.above_low_water && conn.output.footprint() <= low_water {
+            conn.above_low_water = false;
+            self.drained.push(ConnId::new(key, conn.serial));
+        }
+        if conn.paused && conn.output.footprint() <= cap / 2 {
+            conn.paused = false;
+            // The frame clock stopped while we were not reading; a frame left half
+            // received starts it again now, whether or not more bytes come. Not on a
+            // connection that is closing: nothing more will be read from it.
+            if conn.phase == Phase::Open
+                && conn.is_mid_frame()
+                && conn.clock.frame_started.is_none()
+            {
+                conn.clock.frame_started = Some(now);
+                rearm = true;
+            }
+            if conn.readable {
+                mark(&mut self.ready, &mut conn.in_ready, key);
+            }
+        }
+        if conn.phase == Phase::Draining && conn.is_flushed() {
+            if conn.eof {
+                self.close(key, Closed::Done);
+                return;
+            }
+            // The peer may still be sending: shut our side so it sees the end of the
+            // stream after everything queued, and read until it closes too.
+            if let Err(e) = conn.stream.shutdown(Shutdown::Write) {
+                self.close(key, Closed::Io(e.kind()));
+                return;
+            }
+            conn.phase = Phase::Lingering;
+            let until = now + LINGER;
+            conn.clock.linger_until = Some(self.draining_until.map_or(until, |d| d.min(until)));
+            conn.readable = true;
+            mark(&mut self.ready, &mut conn.in_ready, key);
+            rearm = true;
+        }
+        let interest = conn.interest();
+        if interest != conn.registered {
+            if let Err(e) = self
+                .poll
+                .registry()
+                .reregister(&mut conn.stream, Token(key), interest)
+            {
+                self.close(key, Closed::Io(e.kind()));
+                return;
+            }
+            conn.registered = interest;
+        }
+        if rearm {
+            self.rearm(key);
+        }
+    }
+
+    /// Stops reading a connection; it closes once its queued output is written.
+    pub(super) fn drain(&mut self, key: usize) {
+        let Some(conn) = stream_mut(&mut self.entries, key) else {
+            return;
+        };
+        if conn.phase == Phase::Open {
+            conn.phase = Phase::Draining;
+            conn.clock.frame_started = None;
+            mark(&mut self.dirty, &mut conn.in_dirty, key);
+        }
+    }
+
+    /// Marks a connection closed; the service is told and it is deregistered and
+    /// dropped before the next poll, so its key cannot be reused while an event for it
+    /// may still be in hand.
+    pub(super) fn close(&mut self, key: usize, why: Closed) {
+        if let Some(conn) = stream_mut(&mut self.entries, key) {
+            mark_closed(conn, key, &mut self.closed, why);
+        }
+    }
+}
+
+/// Pulls chunks from a connection's bodies while its output is at or under
+/// `low_water`, so a body costs at most about the cap whatever its size.
+fn pull_bodies(conn: &mut Connection, low_water: usize) -> std::io::Result<()> {
+    let room = low_water.max(super::read_buf::MIN_CHUNK);
+    while conn.output.footprint() <= low_water {
+        let Some(body) = conn.bodies.front_mut() else {
+            return Ok(());
+        };
+        match body.next_chunk(room)? {
+            Some(chunk) => conn.output.push(chunk),
+            None => {
+                conn.bodies.pop_front();
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Bytes sent behind a body: a body of one chunk, so they keep their place.
+struct Ready(Option<Bytes>);
+
+impl Body for Ready {
+    fn next_chunk(&mut self, _max: usize) -> std::io::Result<Option<Bytes>> {
+        Ok(self.0.take())
+    }
+}
+
+/// Marks `conn` closed and lists it for reaping, once.
+fn mark_closed(conn: &mut Connection, key: usize, closed: &mut Vec<(usize, Closed)>, why: Closed) {
+    if conn.phase != Phase::Closed {
+        debug!("{}: closed ({why})", conn.peer);
+        conn.phase = Phase::Closed;
+        closed.push((key, why));
+    }
+}
+
+/// Puts `key` on `list` unless its flag says it is already there.
+pub(super) fn mark(list: &mut Vec<usize>, flag: &mut bool, key: usize) {
+    if !mem::replace(flag, true) {
+        list.push(key);
+    }
+}

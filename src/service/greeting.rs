@@ -1,0 +1,64 @@
+//! A greeting before anything else: wraps any service and sends one frame to each new
+//! connection before the service sees it (`--greeting`, the tutorials' "欢迎光临").
+
+use std::net::SocketAddr;
+
+use log::debug;
+
+use super::{Closed, ConnId, Ctx, Frame, Frames, Service};
+
+/// `inner`, with `text` sent as the first frame on every connection.
+#[derive(Debug)]
+pub struct Greeting<S> {
+    text: Vec<u8>,
+    inner: S,
+}
+
+impl<S> Greeting<S> {
+    /// Greets with `text` (a payload, framed in each connection's framing), then
+    /// serves as `inner` does.
+    pub fn new(text: impl Into<Vec<u8>>, inner: S) -> Self {
+        Greeting {
+            text: text.into(),
+            inner,
+        }
+    }
+}
+
+impl<S: Service> Service for Greeting<S> {
+    fn on_open(&mut self, ctx: &mut Ctx<'_>, conn: ConnId, peer: SocketAddr) {
+        if let Err(e) = ctx.send_frame(conn, &self.text) {
+            debug!("{peer}: no greeting: {e}");
+        }
+        self.inner.on_open(ctx, conn, peer);
+    }
+
+    fn on_frames(&mut self, ctx: &mut Ctx<'_>, conn: ConnId, frames: Frames) {
+        self.inner.on_frames(ctx, conn, frames);
+    }
+
+    fn on_frame(&mut self, ctx: &mut Ctx<'_>, conn: ConnId, frame: Frame) {
+        self.inner.on_frame(ctx, conn, frame);
+    }
+
+    fn on_drain(&mut self, ctx: &mut Ctx<'_>, conn: ConnId) {
+        self.inner.on_drain(ctx, conn);
+    }
+
+    fn on_close(&mut self, ctx: &mut Ctx<'_>, conn: ConnId, why: &Closed) {
+        self.inner.on_close(ctx, conn, why);
+    }
+
+    fn on_timer(&mut self, ctx: &mut Ctx<'_>, tag: u64) {
+        self.inner.on_timer(ctx, tag);
+    }
+
+    fn echoes_verbatim(&self) -> bool {
+        // The greeting is not an echo: the kernel must not splice past it.
+        false
+    }
+
+    fn describe(&self) -> String {
+        format!("{}, greeting each connection", self.inner.describe())
+    }
+}

@@ -1,0 +1,76 @@
+//! Services: what a complete frame means. A [`Service`] is driven by the reactor
+//! through callbacks and acts only through a [`Ctx`]: it sends, closes, pauses and sets
+//! timers, and never touches a socket, a clock or a buffer. So every service is small
+//! and can be tested against the real reactor on loopback, or its decisions alone.
+//!
+//! - [`echo`]: every frame back to its sender (RFC 862 for `raw`), zero-copy.
+//! - [`broadcast`]: every frame to every other client, with a slow-consumer policy.
+//! - [`greeting`]: any service, with a first frame sent to each new connection.
+
+pub mod broadcast;
+pub mod echo;
+pub mod greeting;
+
+use std::net::SocketAddr;
+
+pub use crate::reactor::{Closed, ConnId, Ctx, Frame, Frames};
+pub use broadcast::{Broadcast, SlowConsumer};
+pub use echo::Echo;
+pub use greeting::Greeting;
+
+/// Per-frame logic driven by the reactor. Every method has a default that does
+/// nothing (or, for [`Service::on_frames`], hands each frame to
+/// [`Service::on_frame`]), so a service implements only what it needs.
+///
+/// The reactor keeps every hard part: readiness, draining to `WouldBlock`, partial
+/// writes, limits, timers, backpressure on a sender whose own output is full,
+/// two-phase close, descriptor exhaustion.
+pub trait Service {
+    /// A connection was accepted from `peer`.
+    fn on_open(&mut self, ctx: &mut Ctx<'_>, conn: ConnId, peer: SocketAddr) {
+        let _ = (ctx, conn, peer);
+    }
+
+    /// A run of complete frames arrived on `conn`, in order. The default splits it and
+    /// calls [`Service::on_frame`] for each; a service that passes runs on whole
+    /// (echo, broadcast) overrides this and takes them with [`Ctx::echo`] or
+    /// [`Ctx::take`], which copy nothing.
+    fn on_frames(&mut self, ctx: &mut Ctx<'_>, conn: ConnId, frames: Frames) {
+        for frame in ctx.split(frames) {
+            self.on_frame(ctx, conn, frame);
+        }
+    }
+
+    /// One complete frame arrived on `conn` (see [`Service::on_frames`]).
+    fn on_frame(&mut self, ctx: &mut Ctx<'_>, conn: ConnId, frame: Frame) {
+        let _ = (ctx, conn, frame);
+    }
+
+    /// `conn`'s queued output fell to half of `max_output` or below, having been above
+    /// it: there is room to send more.
+    fn on_drain(&mut self, ctx: &mut Ctx<'_>, conn: ConnId) {
+        let _ = (ctx, conn);
+    }
+
+    /// `conn` is gone: nothing more can be sent to it. Called once per connection.
+    fn on_close(&mut self, ctx: &mut Ctx<'_>, conn: ConnId, why: &Closed) {
+        let _ = (ctx, conn, why);
+    }
+
+    /// A timer set with [`Ctx::set_timer`] came due.
+    fn on_timer(&mut self, ctx: &mut Ctx<'_>, tag: u64) {
+        let _ = (ctx, tag);
+    }
+
+    /// True when every frame goes back to its sender alone and unchanged, so an
+    /// unframed stream may be echoed by the kernel without entering the daemon
+    /// (`Config::splice`). Only [`Echo`] says so.
+    fn echoes_verbatim(&self) -> bool {
+        false
+    }
+
+    /// A few words for the start-up line: the service and its settings.
+    fn describe(&self) -> String {
+        String::from("custom service")
+    }
+}
