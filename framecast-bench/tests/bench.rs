@@ -103,7 +103,7 @@ fn every_framing_and_both_loop_shapes_check_out() {
         ("u32be", &["--rate", "2000", "--connections", "4"]),
         (
             "u32be",
-            &["--connect-rate", "200", "--connections", "6", "-T", "3"],
+            &["--connect-rate", "200", "--connections", "6", "-t", "3"],
         ),
         // Large frames are slow in a debug build on a loaded machine: a longer window.
         (
@@ -225,7 +225,7 @@ fn text_summary_names_lost_and_corrupted_frames() {
         "0",
         "-c",
         "1",
-        "-d",
+        "-P",
         "2",
     ]);
     assert_eq!(run.code, Some(3), "{}\n{}", run.stdout, run.stderr);
@@ -278,7 +278,7 @@ fn raw_messages_realign_after_bytes_go_missing() {
     let addr = start_raw_cutter(512 * 10 + 100..512 * 10 + 400).to_string();
     let run = one_second(
         &addr,
-        &["--framing", "raw", "--size", "512", "-c", "2", "-d", "4"],
+        &["--framing", "raw", "--size", "512", "-c", "2", "-P", "4"],
     );
     assert_eq!(run.code, Some(3), "{}\n{}", run.stdout, run.stderr);
     assert_eq!(run.number("corrupted"), 1.0, "{}", run.stdout);
@@ -301,7 +301,7 @@ fn raw_messages_realign_after_bytes_go_missing() {
         "0",
         "-c",
         "1",
-        "-d",
+        "-P",
         "4",
     ]);
     assert_eq!(run.code, Some(3), "{}\n{}", run.stdout, run.stderr);
@@ -337,7 +337,7 @@ fn a_deep_window_of_large_frames_is_not_encoded_all_at_once() {
         "0",
         "-s",
         "64KiB",
-        "-d",
+        "-P",
         "65536",
     ];
     let mut args = vec![addr.as_str(), "-c", "4"];
@@ -449,7 +449,7 @@ fn start_misdeliverer() -> SocketAddr {
 fn a_misdelivered_frame_does_not_hide_a_lost_one() {
     let _machine = one_at_a_time();
     let addr = start_misdeliverer().to_string();
-    let run = one_second(&addr, &["-c", "2", "-d", "4"]);
+    let run = one_second(&addr, &["-c", "2", "-P", "4"]);
     assert_eq!(run.code, Some(3), "{}\n{}", run.stdout, run.stderr);
     assert_eq!(run.number("misdelivered"), 1.0, "{}", run.stdout);
     assert_eq!(run.number("lost"), 1.0, "{}", run.stdout);
@@ -486,7 +486,7 @@ fn a_late_frame_is_counted_once_however_late() {
     // the frame was seen before is no longer known, but one hole is still open.
     for by in ["5", "100"] {
         let addr = start_late(10, by.parse().unwrap()).to_string();
-        let run = one_second(&addr, &["-c", "1", "-d", "2"]);
+        let run = one_second(&addr, &["-c", "1", "-P", "2"]);
         assert_eq!(run.code, Some(3), "{by}: {}\n{}", run.stdout, run.stderr);
         assert_eq!(run.number("reordered"), 1.0, "{by}: {}", run.stdout);
         assert_eq!(run.number("lost"), 0.0, "{by}: {}", run.stdout);
@@ -808,7 +808,7 @@ fn a_machine_that_stalls_everything_does_not_lose_frames() {
             "0",
             "-c",
             "10",
-            "-d",
+            "-P",
             "8",
         ],
         |line, bench_pid| {
@@ -888,8 +888,8 @@ fn flags_that_would_be_ignored_are_usage_errors() {
 #[test]
 fn durations_too_long_to_add_up_are_a_usage_error() {
     let _machine = one_at_a_time();
-    assert_usage_error(&["-t", "1e19", "--warmup", "1e19"], "'--warmup'");
-    assert_usage_error(&["-t", "1e19", "--warmup", "1"], "'--duration'");
+    assert_usage_error(&["-d", "1e19", "--warmup", "1e19"], "'--warmup'");
+    assert_usage_error(&["-d", "1e19", "--warmup", "1"], "'--duration'");
 }
 
 #[test]
