@@ -81,8 +81,8 @@ struct Args {
 
     /// Local addresses to connect from, spread round-robin: ADDR[,ADDR...] or a range
     /// such as 127.0.0.2-127.0.0.9; each gives the run another ~28,000 ephemeral ports.
-    #[arg(long, value_name = "ADDRS", value_parser = config::parse_sources)]
-    source: Option<Vec<std::net::IpAddr>>,
+    #[arg(long, value_name = "ADDRS", value_parser = parse_sources)]
+    source: Option<Sources>,
 
     /// Event-loop threads, each owning a share of the connections.
     #[arg(long, short = 't', value_name = "T", default_value_t = 1)]
@@ -129,6 +129,16 @@ fn parse_time(text: &str) -> Result<Duration, String> {
     framecast::units::parse_duration(text).map_err(|_| {
         format!("'{text}' is not a duration (expected e.g. 10s, 1m, 500ms or a number of seconds)")
     })
+}
+
+/// The `--source` addresses as one value (clap would take a `Vec` for a list of
+/// flags).
+#[derive(Debug, Clone)]
+struct Sources(Vec<std::net::IpAddr>);
+
+/// Parses `--source`; see [`config::parse_sources`].
+fn parse_sources(text: &str) -> Result<Sources, String> {
+    config::parse_sources(text).map(Sources)
 }
 
 /// Parses a rate such as `1000`, `2.5k` or `1M` (k = 10^3, M = 10^6, as wrk2 and
@@ -215,7 +225,7 @@ impl Args {
             threads: self.threads,
             server_pid: self.server_pid,
             seed: self.seed,
-            sources: self.source.unwrap_or_default(),
+            sources: self.source.map(|s| s.0).unwrap_or_default(),
             strict: self.strict,
         };
         config.validate().map_err(|e| invalid(e.to_string()))?;
