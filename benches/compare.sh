@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
-# Side-by-side figures for issue 5: framecast (u32be, --framing raw, and raw with
+# Side-by-side figures for issues 5 and 17: framecast (u32be, --framing raw, and raw with
 # --splice) against the tokio reference echo server and the echo floor (relay-floor
 # --echo: one read and one write per batch), server pinned to CPU 0 and framecast-bench to CPU 1, for
 # the standard scenarios (512-byte messages; 50 connections at depth 1, 16 and 256; one
 # connection at depth 1), each run RUNS times, medians printed in one table; and the
 # loopback round-trip floor from sockperf, if installed. Then broadcast 1 -> 100 against
 # benches/relay-floor (the least a relay can do: one plain write per recipient per read)
-# and ncat --broker, if installed.
+# and ncat --broker, if installed. Then C10K: C10K_CONNS idle connections (the servers'
+# RSS per connection), and open-loop p50/p99/p99.9 at the rates in C10K_RATES over as
+# many connections, framecast against tokio-echo.
 #
 #   benches/compare.sh                      # RUNS=3 DURATION=5 WARMUP=1
 #   RUNS=5 DURATION=10 benches/compare.sh
 #
-# Environment: RUNS, DURATION, WARMUP (seconds), TOKIO_ECHO_DIR (default
+# Environment: RUNS, DURATION, WARMUP (seconds), C10K_CONNS (10000), C10K_RATES
+# ("20k 50k"), SKIP_STANDARD (1: only the C10K part), TOKIO_ECHO_DIR (default
 # ../shared/peers/tokio-echo, relative to the repository), SERVER_CPU (0), BENCH_CPU (1).
 # Every run is bounded by `timeout`, and every process the script starts is killed by
 # its PID when the run ends or the script exits.
@@ -24,6 +27,9 @@ WARMUP=${WARMUP:-1}
 SERVER_CPU=${SERVER_CPU:-0}
 BENCH_CPU=${BENCH_CPU:-1}
 TOKIO_ECHO_DIR=${TOKIO_ECHO_DIR:-../shared/peers/tokio-echo}
+C10K_CONNS=${C10K_CONNS:-10000}
+C10K_RATES=${C10K_RATES:-20k 50k}
+SKIP_STANDARD=${SKIP_STANDARD:-0}
 LIMIT=$(awk -v d="$DURATION" -v w="$WARMUP" 'BEGIN { printf "%d", d + w + 30 }')
 WORK=$(mktemp -d)
 SERVER_PID=""
@@ -59,6 +65,7 @@ free_port() {
 start_server() {
   local name=$1 port=$2
   case $name in
+    framecast-c10k) taskset -c "$SERVER_CPU" "$FRAMECAST" --listen "127.0.0.1:$port" --framing u32be --max-connections $((C10K_CONNS + 100)) >"$WORK/server.out" 2>&1 & ;;
     framecast-u32be) taskset -c "$SERVER_CPU" "$FRAMECAST" --listen "127.0.0.1:$port" --framing u32be >"$WORK/server.out" 2>&1 & ;;
     framecast-raw) taskset -c "$SERVER_CPU" "$FRAMECAST" --listen "127.0.0.1:$port" --framing raw >"$WORK/server.out" 2>&1 & ;;
     framecast-splice) taskset -c "$SERVER_CPU" "$FRAMECAST" --listen "127.0.0.1:$port" --framing raw --splice >"$WORK/server.out" 2>&1 & ;;
@@ -90,12 +97,13 @@ field() { grep -o "\"$2\":[-0-9.e]*" <<<"$1" | head -1 | cut -d: -f2; }
 # median of the numbers on stdin.
 median() { sort -g | awk '{v[NR]=$1} END {if (NR==0) print "nan"; else if (NR%2) print v[(NR+1)/2]; else print (v[NR/2]+v[NR/2+1])/2}'; }
 
-SCENARIOS=("depth 1|-c 50 -d 1" "depth 16|-c 50 -d 16" "streaming 256|-c 50 -d 256" "single conn d1|-c 1 -d 1")
+SCENARIOS=("depth 1|-c 50 -P 1" "depth 16|-c 50 -P 16" "streaming 256|-c 50 -P 256" "single conn d1|-c 1 -P 1")
 SERVERS=(framecast-u32be framecast-raw framecast-splice)
 [[ -n "$TOKIO_ECHO" ]] && SERVERS+=(tokio-echo)
 [[ -n "$RELAY_FLOOR" ]] && SERVERS+=(echo-floor)
 
-printf '%-15s %-16s %12s %9s %9s %9s %10s %10s %6s\n' scenario server frames/s "MB/s" "p50 µs" "p99 µs" "srv µs/f" "bench µs/f" errors
+[[ "$SKIP_STANDARD" == 1 ]] ||
+  printf '%-15s %-16s %12s %9s %9s %9s %10s %10s %6s\n' scenario server frames/s "MB/s" "p50 µs" "p99 µs" "srv µs/f" "bench µs/f" errors
 declare -A CPU
 # run_bench SERVER LABEL FLAGS...: one run against a fresh server; appends a line of
 # figures to $WORK/runs.SERVER.
@@ -130,6 +138,7 @@ report() {
 
 # Runs alternate between servers (run 1 of each, then run 2 of each...), so drift in
 # the machine's load spreads over all of them rather than favouring one.
+[[ "$SKIP_STANDARD" == 1 ]] && SCENARIOS=()
 for scenario in "${SCENARIOS[@]}"; do
   label=${scenario%%|*}
   flags=${scenario#*|}
@@ -145,7 +154,7 @@ for scenario in "${SCENARIOS[@]}"; do
   done
 done
 
-if [[ -n "$TOKIO_ECHO" ]]; then
+if [[ -n "$TOKIO_ECHO" && "$SKIP_STANDARD" != 1 ]]; then
   echo
   echo "server CPU per frame relative to tokio-echo (target: at most 0.85):"
   for scenario in "${SCENARIOS[@]}"; do
@@ -162,11 +171,90 @@ fi
 # frames ahead of its slowest subscriber: framecast --mode broadcast against relay-floor
 # and ncat --broker (raw relays), if built and installed. Frames/s here are deliveries;
 # µs/f is per delivery.
+C10K_SERVERS=(framecast-c10k)
+[[ -n "$TOKIO_ECHO" ]] && C10K_SERVERS+=(tokio-echo)
+
+# rss_kib PID: the resident set of a process, in KiB.
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+
+# idle_rss SERVER: starts SERVER, holds C10K_CONNS idle connections to it for 2 s and
+# appends its RSS growth per connection (bytes) to $WORK/idle.SERVER.
+idle_rss() {
+  local server=$1 port before after holder
+  port=$(free_port)
+  start_server "$server" "$port"
+  before=$(rss_kib "$SERVER_PID")
+  taskset -c "$BENCH_CPU" python3 -c '
+import socket, sys, time
+port, n = int(sys.argv[1]), int(sys.argv[2])
+held = [socket.create_connection(("127.0.0.1", port)) for _ in range(n)]
+print("up", flush=True)
+time.sleep(30)
+' "$port" "$C10K_CONNS" >"$WORK/holder.out" 2>&1 &
+  holder=$!
+  for _ in $(seq 600); do grep -q up "$WORK/holder.out" 2>/dev/null && break; sleep 0.1; done
+  sleep 2
+  after=$(rss_kib "$SERVER_PID")
+  kill "$holder" 2>/dev/null || true
+  wait "$holder" 2>/dev/null || true
+  stop_server
+  if grep -q up "$WORK/holder.out"; then
+    awk -v a="$after" -v b="$before" -v n="$C10K_CONNS" 'BEGIN { printf "%.0f\n", (a - b) * 1024 / n }' >>"$WORK/idle.$server"
+  else
+    echo "idle connections to $server failed: $(tail -1 "$WORK/holder.out")" >&2
+  fi
+}
+
+# run_c10k SERVER RATE: one open-loop run over C10K_CONNS connections; appends p50,
+# p99, p99.9 (µs), the bench's pacing p99 (µs), both CPU figures and errors.
+run_c10k() {
+  local server=$1 rate=$2 framing=u32be port json
+  [[ $server == tokio-echo ]] && framing=raw
+  port=$(free_port)
+  start_server "$server" "$port"
+  json=$(timeout "$((LIMIT + 60))" taskset -c "$BENCH_CPU" "$BENCH" "$port" -c "$C10K_CONNS" -R "$rate" \
+    --framing "$framing" --size 512 --duration "$DURATION" --warmup "$WARMUP" --server-pid "$SERVER_PID" --json \
+    2>"$WORK/bench.err") || true
+  stop_server
+  if [[ -z "$json" ]]; then
+    echo "run failed: c10k $rate $server: $(tail -1 "$WORK/bench.err")" >&2
+    return 0
+  fi
+  echo "$(field "$json" p50) $(field "$json" p99) $(field "$json" p99_9) $(field "$json" late_p99) $(field "$json" server_us_per_frame) $(field "$json" bench_us_per_frame) $(field "$json" total)" >>"$WORK/c10k.$rate.$server"
+}
+
+echo
+echo "C10K: $C10K_CONNS connections, 512-byte frames"
+rm -f "$WORK"/idle.* "$WORK"/c10k.*
+for _ in $(seq "$RUNS"); do
+  for server in "${C10K_SERVERS[@]}"; do idle_rss "$server"; done
+done
+for server in "${C10K_SERVERS[@]}"; do
+  [[ -s "$WORK/idle.$server" ]] || continue
+  printf '  idle RSS per connection  %-16s %8.0f B\n' "$server" "$(median <"$WORK/idle.$server")"
+done
+printf '  %-9s %-16s %9s %9s %9s %10s %10s %10s %6s\n' rate server "p50 µs" "p99 µs" "p99.9 µs" "late p99" "srv µs/f" "bench µs/f" errors
+for rate in $C10K_RATES; do
+  for _ in $(seq "$RUNS"); do
+    for server in "${C10K_SERVERS[@]}"; do run_c10k "$server" "$rate"; done
+  done
+  for server in "${C10K_SERVERS[@]}"; do
+    f="$WORK/c10k.$rate.$server"
+    [[ -s "$f" ]] || continue
+    col() { awk -v c="$1" '{print $c}' "$f" | median; }
+    printf '  %-9s %-16s %9.1f %9.1f %9.1f %10.1f %10.3f %10.3f %6s\n' "$rate" "$server" "$(col 1)" "$(col 2)" "$(col 3)" "$(col 4)" \
+      "$(col 5)" "$(col 6)" "$(awk '{s+=$7} END {print s+0}' "$f")"
+  done
+done
+echo "  (open loop: latency from each frame's intended send time; 'late p99': how late the bench sent"
+echo "   the frames, its own error; a bench µs/f far above the server's means the bench measures itself)"
+
 echo
 BROADCAST_SERVERS=(framecast-broadcast)
 [[ -n "$RELAY_FLOOR" ]] && BROADCAST_SERVERS+=(relay-floor)
 command -v ncat >/dev/null && BROADCAST_SERVERS+=(ncat-broker)
 rm -f "$WORK"/runs.*
+[[ "$SKIP_STANDARD" == 1 ]] && BROADCAST_SERVERS=()
 for _ in $(seq "$RUNS"); do
   for server in "${BROADCAST_SERVERS[@]}"; do
     run_bench "$server" "bcast 1->100" --scenario broadcast --publishers 1 --subscribers 100 --depth 16 --size 128

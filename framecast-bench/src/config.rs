@@ -3,12 +3,11 @@
 //! make a configuration runnable; it knows nothing of sockets or of the command line.
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::str::FromStr;
 use std::time::Duration;
 
 use framecast::codec::Framing;
-use framecast::config::DEFAULT_MAX_FRAME;
 use framecast::units::parse_size;
 
 use super::payload::Format;
@@ -17,9 +16,12 @@ use super::payload::Format;
 pub const DEFAULT_TARGET: &str = framecast::config::DEFAULT_LISTEN;
 /// Default payload size in bytes: the standard 512-byte frames.
 pub const DEFAULT_SIZE: usize = 512;
-/// Largest payload the bench sends, in bytes: the daemon's default `--max-frame`, so a
-/// default daemon never rejects a bench frame.
-pub const MAX_SIZE: usize = DEFAULT_MAX_FRAME;
+/// Largest payload the bench sends, in bytes: what the integrity header's 32-bit length
+/// field can state (and a `u32be` frame can carry). Frames above the server's own
+/// limit (framecast's `--max-frame`, 8 MiB by default) are the server's to refuse.
+pub const MAX_SIZE: usize = u32::MAX as usize;
+/// Most source addresses `--source` may list or span.
+pub const MAX_SOURCES: usize = 4096;
 /// Most connections one run may open; far above what loopback tests need, low enough
 /// that a typo cannot exhaust the file descriptor table.
 pub const MAX_CONNECTIONS: usize = 100_000;
@@ -212,6 +214,11 @@ pub struct BenchConfig {
     pub server_pid: Option<u32>,
     /// Seed of the random payload sizes, so runs are reproducible.
     pub seed: u64,
+    /// Local addresses the connections are bound to, round-robin; empty: the
+    /// kernel's choice. Each address has its own ephemeral ports towards the target.
+    pub sources: Vec<IpAddr>,
+    /// A shortfall against the open loop's rate counts as a failed run.
+    pub strict: bool,
 }
 
 impl BenchConfig {
@@ -230,6 +237,8 @@ impl BenchConfig {
             threads: 1,
             server_pid: None,
             seed: 1,
+            sources: Vec::new(),
+            strict: false,
         }
     }
 
@@ -350,6 +359,17 @@ impl BenchConfig {
             }
         }
         check_count("--threads", self.threads, 1024)?;
+        if let Some(wrong) = self
+            .sources
+            .iter()
+            .find(|ip| ip.is_ipv4() != self.target.is_ipv4())
+        {
+            return Err(ConfigError::OutOfRange {
+                flag: "--source",
+                value: wrong.to_string(),
+                why: format!("the target {} is of the other address family", self.target),
+            });
+        }
         if self.warmup > MAX_DURATION {
             return Err(ConfigError::OutOfRange {
                 flag: "--warmup",
@@ -374,6 +394,40 @@ impl BenchConfig {
         }
         Ok(())
     }
+}
+
+/// Parses `--source`: addresses separated by commas, each a single address or an IPv4
+/// range `FIRST-LAST` (`127.0.0.2-127.0.0.9`, inclusive).
+///
+/// # Errors
+/// A message quoting the part that is not an address or a range, or a list longer
+/// than [`MAX_SOURCES`].
+pub fn parse_sources(text: &str) -> Result<Vec<IpAddr>, String> {
+    let mut sources = Vec::new();
+    for part in text.split(',').map(str::trim) {
+        let bad = || format!("'{part}' is not an address or a range such as 127.0.0.2-127.0.0.9");
+        match part.split_once('-') {
+            None => sources.push(part.parse::<IpAddr>().map_err(|_| bad())?),
+            Some((first, last)) => {
+                let first: Ipv4Addr = first.trim().parse().map_err(|_| bad())?;
+                let last: Ipv4Addr = last.trim().parse().map_err(|_| bad())?;
+                let (a, b) = (u32::from(first), u32::from(last));
+                if a > b {
+                    return Err(format!("range '{part}' runs backwards"));
+                }
+                if (b - a) as usize >= MAX_SOURCES {
+                    return Err(format!(
+                        "range '{part}' spans more than {MAX_SOURCES} addresses"
+                    ));
+                }
+                sources.extend((a..=b).map(|n| IpAddr::V4(Ipv4Addr::from(n))));
+            }
+        }
+        if sources.len() > MAX_SOURCES {
+            return Err(format!("more than {MAX_SOURCES} source addresses"));
+        }
+    }
+    Ok(sources)
 }
 
 /// Checks `1 <= value <= max` for a count flag.
@@ -652,6 +706,45 @@ mod tests {
         };
         let error = c.validate().unwrap_err().to_string();
         assert!(error.contains("--publishers"), "{error}");
+    }
+
+    #[test]
+    fn sources_are_lists_and_ranges_of_addresses() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(parse_sources("127.0.0.2"), Ok(vec![ip("127.0.0.2")]));
+        assert_eq!(
+            parse_sources("127.0.0.2-127.0.0.4,::1"),
+            Ok(vec![
+                ip("127.0.0.2"),
+                ip("127.0.0.3"),
+                ip("127.0.0.4"),
+                ip("::1")
+            ])
+        );
+        for bad in [
+            "",
+            "127.0.0.9-127.0.0.2",
+            "localhost",
+            "10.0.0.0-10.1.0.0",
+            "::1-::2",
+        ] {
+            assert!(parse_sources(bad).is_err(), "{bad:?}");
+        }
+        let mut c = config();
+        c.sources = vec![ip("::1")];
+        assert!(c.validate().unwrap_err().to_string().contains("--source"));
+    }
+
+    #[test]
+    fn sizes_go_up_to_what_the_framing_carries() {
+        let mut c = config();
+        c.size = SizeRange::fixed(64 << 20);
+        assert_eq!(c.validate(), Ok(()), "u32be carries far more than 8 MiB");
+        c.size = SizeRange::fixed(u32::MAX as usize + 1);
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::SizeAboveMax { max: MAX_SIZE, .. })
+        ));
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! - [`track`]: per-sender sequence tracking: lost, duplicated, reordered; sans-IO.
 //! - `conn`: one connection's socket, buffers, sending and verification.
 //! - `worker`: one thread's mio event loop: when to send, read, drain.
+//! - [`pacer`]: the open loop's schedule (sans-IO) and its `timerfd`.
 //! - [`stats`]: counters and the latency histogram, merged across threads.
 //! - [`cpu`]: CPU time of a process from `/proc`.
 //! - [`report`]: the summary as text and JSON, the progress line.
@@ -18,7 +19,10 @@
 //! # A run
 //! 1. Connect every connection from this thread, in order (broadcast: subscribers
 //!    before publishers, so the server knows every receiver before the first frame),
-//!    at `--connect-rate` if given. Any failure ends the run: the target is wrong.
+//!    at `--connect-rate` if given, from the `--source` addresses in turn, after
+//!    raising the soft open-file limit as far as needed and allowed. Any failure ends
+//!    the run, naming the likely limit (open files, ephemeral ports, the server's
+//!    backlog); the set-up time goes into the report.
 //! 2. Hand the connections round-robin to `--threads` workers and start the clock.
 //!    Warmup, then the measured window: only frames received in it count towards
 //!    rates, only frames sent in it (by their stamp) towards latency, even when they
@@ -33,6 +37,7 @@
 pub mod config;
 mod conn;
 pub mod cpu;
+pub mod pacer;
 pub mod payload;
 pub mod report;
 pub mod stats;
@@ -41,13 +46,15 @@ mod worker;
 
 use std::fmt;
 use std::io;
-use std::net::{SocketAddr, TcpStream as StdTcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream as StdTcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use framecast::fd_limit::FdLimit;
 use mio::{Poll, Token, Waker};
+use socket2::{Domain, Protocol, Socket, Type};
 
 pub use config::{BenchConfig, ConfigError, Load, Scenario, SizeRange};
 pub use report::{Report, Status};
@@ -55,9 +62,10 @@ pub use report::{Report, Status};
 use conn::{Conn, Role};
 use framecast::codec::Codec;
 use framecast::codec::Framing;
+use pacer::Pacer;
 use payload::Pattern;
 use stats::{Progress, ProgressTotals, Stats};
-use worker::{Board, Plan, Worker, NOT_CUT, WAKER};
+use worker::{Board, Plan, Worker, NOT_CUT, PACER, WAKER};
 
 /// At the end, how long without a single frame arriving before frames still in flight
 /// count as unanswered. Only time the bench was running counts, in steps of at most
@@ -86,6 +94,8 @@ pub enum RunError {
         addr: SocketAddr,
         /// Connections established before this one.
         established: usize,
+        /// Time spent connecting until the failure.
+        after: Duration,
         /// Why, as the OS said it.
         source: io::Error,
     },
@@ -106,18 +116,23 @@ impl fmt::Display for RunError {
                 addr,
                 established: 0,
                 source,
-            } => write!(
+                ..
+            } if !is_local_limit(source) => write!(
                 f,
                 "cannot connect to {addr}: {source} (is the server running and listening there?)"
             ),
             RunError::Connect {
                 addr,
                 established,
+                after,
                 source,
             } => write!(
                 f,
-                "cannot open connection {} to {addr}: {source} ({established} were established)",
-                established + 1
+                "cannot open connection {} to {addr}: {source} ({established} were established \
+                 in {:.2} s){}",
+                established + 1,
+                after.as_secs_f64(),
+                connect_hint(source)
             ),
             RunError::Setup(e) => write!(f, "cannot set up the event loop: {e}"),
             RunError::Interrupted { established } => write!(
@@ -161,7 +176,16 @@ pub fn run(
 ) -> Result<Report, RunError> {
     config.validate()?;
     let threads = config.effective_threads();
-    let streams = connect_all(config, progress, interrupt)?;
+    let wanted = config.scenario.connections().saturating_add(4 * threads);
+    match framecast::fd_limit::raise_for(wanted) {
+        Ok(FdLimit::Short { limit, wanted }) => progress(&format!(
+            "note: the open-file limit is {limit} and its hard limit keeps it there; {wanted} \
+             descriptors are wanted, so connections past it will fail"
+        )),
+        Ok(_) => {}
+        Err(e) => progress(&format!("note: cannot raise the open-file limit: {e}")),
+    }
+    let (streams, connect_time) = connect_all(config, progress, interrupt)?;
 
     let mut polls = Vec::with_capacity(threads);
     let mut wakers = Vec::with_capacity(threads);
@@ -183,6 +207,15 @@ pub fn run(
     let warm_end = epoch + config.warmup;
     let end = warm_end + config.duration;
     let plan = Arc::new(plan(config, pattern, threads, epoch, warm_end, end));
+    let mut pacers = Vec::with_capacity(threads);
+    for poll in &polls {
+        pacers.push(match config.load {
+            Load::Open { .. } => {
+                Some(Pacer::new(poll.registry(), PACER, epoch).map_err(RunError::Setup)?)
+            }
+            Load::Closed { .. } => None,
+        });
+    }
 
     let mut shares: Vec<Vec<Conn>> = (0..threads).map(|_| Vec::new()).collect();
     let senders = config.scenario.senders();
@@ -213,8 +246,9 @@ pub fn run(
         let handles: Vec<_> = polls
             .into_iter()
             .zip(shares)
+            .zip(pacers)
             .enumerate()
-            .map(|(index, (poll, conns))| {
+            .map(|(index, ((poll, conns), pacer))| {
                 let worker = Worker::new(
                     index,
                     poll,
@@ -222,6 +256,7 @@ pub fn run(
                     Arc::clone(&plan),
                     Arc::clone(&progress_counters),
                     board.clone(),
+                    pacer,
                 );
                 thread::Builder::new()
                     .name(format!("bench-{index}"))
@@ -350,6 +385,8 @@ pub fn run(
         server_cpu: diff(cpu_start_server, cpu_end_server),
         aborted,
         interrupted: plan.is_cut(),
+        connect_time,
+        warmed_up: plan.end().min(warm_end).saturating_duration_since(epoch),
     })
 }
 
@@ -399,12 +436,78 @@ fn plan(
     }
 }
 
-/// Opens every connection, in the order the scenario needs, at the connect rate.
+/// True for the errors that are this machine's limits rather than the server's answer.
+fn is_local_limit(e: &io::Error) -> bool {
+    use rustix::io::Errno;
+    [
+        Errno::MFILE,
+        Errno::NFILE,
+        Errno::ADDRNOTAVAIL,
+        Errno::NOBUFS,
+    ]
+    .iter()
+    .any(|errno| e.raw_os_error() == Some(errno.raw_os_error()))
+}
+
+/// What to do about a connection that failed, by its error.
+fn connect_hint(e: &io::Error) -> String {
+    use rustix::io::Errno;
+    let is = |errno: Errno| e.raw_os_error() == Some(errno.raw_os_error());
+    if is(Errno::MFILE) {
+        let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+        let show = |l: Option<u64>| l.map_or_else(|| "unlimited".to_owned(), |l| l.to_string());
+        format!(
+            "; the open-file limit is {} (hard {}): raise the hard limit (ulimit -Hn as root, \
+             LimitNOFILE= in systemd, /etc/security/limits.conf), or split the connections \
+             over several bench processes",
+            show(limit.current),
+            show(limit.maximum)
+        )
+    } else if is(Errno::NFILE) {
+        "; the system's open-file table is full (fs.file-max)".to_owned()
+    } else if is(Errno::ADDRNOTAVAIL) {
+        "; out of ephemeral ports towards this target: connect from more local addresses \
+         (--source 127.0.0.2-127.0.0.9) or widen net.ipv4.ip_local_port_range"
+            .to_owned()
+    } else if e.kind() == io::ErrorKind::TimedOut || e.kind() == io::ErrorKind::ConnectionRefused {
+        "; the server's accept backlog or connection limit may be full (framecast \
+         --max-connections, net.core.somaxconn); try --connect-rate"
+            .to_owned()
+    } else {
+        String::new()
+    }
+}
+
+/// Connects one socket to `target`, from `source` if given.
+fn connect_one(target: SocketAddr, source: Option<IpAddr>) -> io::Result<StdTcpStream> {
+    let stream = match source {
+        None => StdTcpStream::connect_timeout(&target, CONNECT_TIMEOUT)?,
+        Some(ip) => {
+            let socket = Socket::new(
+                Domain::for_address(target),
+                Type::STREAM,
+                Some(Protocol::TCP),
+            )?;
+            socket.bind(&SocketAddr::new(ip, 0).into())?;
+            socket.connect_timeout(&target.into(), CONNECT_TIMEOUT)?;
+            socket.into()
+        }
+    };
+    stream.set_nodelay(true)?;
+    stream.set_nonblocking(true)?;
+    Ok(stream)
+}
+
+/// A connection established: its id, its role, its socket.
+type Connected = (u32, Role, StdTcpStream);
+
+/// Opens every connection, in the order the scenario needs, at the connect rate, from
+/// the source addresses in turn; returns them and how long it took.
 fn connect_all(
     config: &BenchConfig,
     progress: &mut dyn FnMut(&str),
     interrupt: &AtomicBool,
-) -> Result<Vec<(u32, Role, StdTcpStream)>, RunError> {
+) -> Result<(Vec<Connected>, Duration), RunError> {
     let order: Vec<(u32, Role)> = match config.scenario {
         Scenario::Echo { connections } => {
             (0..connections as u32).map(|id| (id, Role::Echo)).collect()
@@ -441,15 +544,13 @@ fn connect_all(
         if interrupt.load(Ordering::Relaxed) {
             return Err(RunError::Interrupted { established: n });
         }
-        let failed = |source| RunError::Connect {
+        let source = (!config.sources.is_empty()).then(|| config.sources[n % config.sources.len()]);
+        let stream = connect_one(config.target, source).map_err(|source| RunError::Connect {
             addr: config.target,
             established: n,
+            after: started.elapsed(),
             source,
-        };
-        let stream =
-            StdTcpStream::connect_timeout(&config.target, CONNECT_TIMEOUT).map_err(failed)?;
-        stream.set_nodelay(true).map_err(failed)?;
-        stream.set_nonblocking(true).map_err(failed)?;
+        })?;
         streams.push((id, role, stream));
         if Instant::now() >= next_tick {
             progress(&format!(
@@ -460,5 +561,5 @@ fn connect_all(
             next_tick += PROGRESS_INTERVAL;
         }
     }
-    Ok(streams)
+    Ok((streams, started.elapsed()))
 }

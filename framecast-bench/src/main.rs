@@ -2,7 +2,8 @@
 //! place where errors become exit codes: 0 when every frame came back intact, 1 when
 //! the run could not start or was cut short (bad target, refused connection, server
 //! gone), 2 for a bad command line, 3 when the run completed but counted errors (lost,
-//! duplicated, reordered or corrupted frames, connections closed by the server), 130
+//! duplicated, reordered or corrupted frames, connections closed by the server; with
+//! `--strict`, also an open loop that fell short of its `--rate`), 130
 //! when Ctrl-C (SIGINT) or SIGTERM ended it early without errors: the summary of what
 //! was measured until then is still printed, as wrk does. A second signal exits at once.
 
@@ -25,7 +26,7 @@ use framecast_bench::{self as bench, config, BenchConfig, Load, Scenario, SizeRa
 #[derive(Debug, Parser)]
 #[command(name = "framecast-bench", version, max_term_width = 100)]
 struct Args {
-    /// The server to load: HOST:PORT.
+    /// The server to load: HOST:PORT, or a bare PORT on 127.0.0.1.
     #[arg(value_name = "ADDR", default_value = config::DEFAULT_TARGET)]
     target: String,
 
@@ -52,12 +53,13 @@ struct Args {
 
     /// Closed loop: frames each connection keeps in flight (1 = ping-pong); broadcast:
     /// how far a publisher may run ahead of its slowest receiver.
-    #[arg(long, short = 'd', value_name = "D", default_value_t = 1)]
+    #[arg(long, short = 'P', value_name = "D", default_value_t = 1)]
     depth: usize,
 
-    /// Open loop: frames per second in total, sent on schedule whatever the replies
-    /// do; latency counts from each frame's intended send time. Replaces --depth.
-    #[arg(long, short = 'r', value_name = "R", conflicts_with = "depth")]
+    /// Open loop: frames per second in total (10k, 1.5M allowed), sent on schedule
+    /// whatever the replies do; latency counts from each frame's intended send time.
+    /// Replaces --depth.
+    #[arg(long, short = 'R', short_alias = 'r', value_name = "R", conflicts_with = "depth", value_parser = parse_rate)]
     rate: Option<f64>,
 
     /// Payload bytes, or MIN..MAX for sizes drawn at random (KiB, MiB allowed); 512 by
@@ -65,20 +67,25 @@ struct Args {
     #[arg(long, short = 's', value_name = "BYTES|MIN..MAX")]
     size: Option<SizeRange>,
 
-    /// Seconds measured, after the warmup.
-    #[arg(long, short = 't', value_name = "SECS", default_value = "10", value_parser = parse_seconds)]
+    /// Time measured, after the warmup: 10s, 1m, 500ms (a bare number is seconds).
+    #[arg(long, short = 'd', value_name = "TIME", default_value = "10s", value_parser = parse_time)]
     duration: Duration,
 
-    /// Seconds of load before measuring starts.
-    #[arg(long, value_name = "SECS", default_value = "1", value_parser = parse_seconds)]
+    /// Time of load before measuring starts.
+    #[arg(long, value_name = "TIME", default_value = "1s", value_parser = parse_time)]
     warmup: Duration,
 
     /// New connections per second while connecting (default: as fast as possible).
-    #[arg(long, value_name = "PER_SEC")]
+    #[arg(long, value_name = "PER_SEC", value_parser = parse_rate)]
     connect_rate: Option<f64>,
 
+    /// Local addresses to connect from, spread round-robin: ADDR[,ADDR...] or a range
+    /// such as 127.0.0.2-127.0.0.9; each gives the run another ~28,000 ephemeral ports.
+    #[arg(long, value_name = "ADDRS", value_parser = parse_sources)]
+    source: Option<Sources>,
+
     /// Event-loop threads, each owning a share of the connections.
-    #[arg(long, short = 'T', value_name = "T", default_value_t = 1)]
+    #[arg(long, short = 't', value_name = "T", default_value_t = 1)]
     threads: usize,
 
     /// Also report the CPU time of this process (the server) per frame, over the
@@ -93,6 +100,10 @@ struct Args {
     /// Print the summary as one JSON object on stdout instead of text.
     #[arg(long)]
     json: bool,
+
+    /// Exit 3 also when the open loop falls short of --rate by more than 1%.
+    #[arg(long)]
+    strict: bool,
 }
 
 /// The scenarios, by name.
@@ -105,12 +116,47 @@ enum ScenarioName {
     Broadcast,
 }
 
-/// Parses a number of seconds such as `10` or `2.5`.
-fn parse_seconds(text: &str) -> Result<Duration, String> {
-    text.parse::<f64>()
+/// Parses a duration as load testers write it: `10s`, `1m`, `500ms`, `2h`, or a bare
+/// number of seconds such as `10` or `2.5`.
+fn parse_time(text: &str) -> Result<Duration, String> {
+    if let Some(d) = text
+        .parse::<f64>()
         .ok()
         .and_then(|s| Duration::try_from_secs_f64(s).ok())
-        .ok_or_else(|| format!("'{text}' is not a number of seconds"))
+    {
+        return Ok(d);
+    }
+    framecast::units::parse_duration(text).map_err(|_| {
+        format!("'{text}' is not a duration (expected e.g. 10s, 1m, 500ms or a number of seconds)")
+    })
+}
+
+/// The `--source` addresses as one value (clap would take a `Vec` for a list of
+/// flags).
+#[derive(Debug, Clone)]
+struct Sources(Vec<std::net::IpAddr>);
+
+/// Parses `--source`; see [`config::parse_sources`].
+fn parse_sources(text: &str) -> Result<Sources, String> {
+    config::parse_sources(text).map(Sources)
+}
+
+/// Parses a rate such as `1000`, `2.5k` or `1M` (k = 10^3, M = 10^6, as wrk2 and
+/// tcpkali write them).
+fn parse_rate(text: &str) -> Result<f64, String> {
+    let bad = || format!("'{text}' is not a rate (expected e.g. 1000, 10k or 1.5M per second)");
+    let trimmed = text.trim();
+    let (number, scale) = match trimmed.char_indices().last() {
+        Some((at, 'k' | 'K')) => (&trimmed[..at], 1e3),
+        Some((at, 'm' | 'M')) => (&trimmed[..at], 1e6),
+        _ => (trimmed, 1.0),
+    };
+    let value = number.parse::<f64>().map_err(|_| bad())? * scale;
+    if value.is_finite() && value > 0.0 {
+        Ok(value)
+    } else {
+        Err(bad())
+    }
 }
 
 /// Parses a command line into the run's configuration and whether to print JSON.
@@ -179,6 +225,8 @@ impl Args {
             threads: self.threads,
             server_pid: self.server_pid,
             seed: self.seed,
+            sources: self.source.map(|s| s.0).unwrap_or_default(),
+            strict: self.strict,
         };
         config.validate().map_err(|e| invalid(e.to_string()))?;
         if let Some(pid) = config.server_pid {
@@ -193,10 +241,14 @@ impl Args {
     }
 }
 
-/// Resolves `HOST:PORT` to its first address.
+/// Resolves `HOST:PORT` to its first address; a bare port is on 127.0.0.1, as wrk,
+/// redis-benchmark and the daemon's `--listen` take it.
 fn resolve(target: &str) -> Result<SocketAddr, String> {
     if let Ok(addr) = target.parse() {
         return Ok(addr);
+    }
+    if let Ok(port) = target.parse::<u16>() {
+        return Ok(([127, 0, 0, 1], port).into());
     }
     target
         .to_socket_addrs()
@@ -249,9 +301,19 @@ fn main() -> ExitCode {
                 "framecast-bench: {} errors (see the summary)",
                 report.stats.errors()
             );
+            if let Some(hint) = report.hint() {
+                eprintln!("framecast-bench: {hint}");
+            }
             ExitCode::from(3)
         }
         Status::Interrupted => ExitCode::from(INTERRUPTED),
+        Status::Shortfall => {
+            eprintln!(
+                "framecast-bench: sent {:.1} frames/s, short of --rate (--strict)",
+                report.shortfall().unwrap_or(0.0)
+            );
+            ExitCode::from(3)
+        }
     }
 }
 
@@ -281,12 +343,48 @@ mod tests {
     use super::*;
 
     #[test]
-    fn seconds_may_be_fractional() {
-        assert_eq!(parse_seconds("10"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_seconds("0.25"), Ok(Duration::from_millis(250)));
-        for bad in ["", "-1", "ten", "1e400", "NaN"] {
-            assert!(parse_seconds(bad).is_err(), "{bad:?}");
+    fn durations_take_units_or_fractional_seconds() {
+        assert_eq!(parse_time("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_time("0.25"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_time("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_time("1m"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_time("500ms"), Ok(Duration::from_millis(500)));
+        for bad in ["", "-1", "ten", "1e400", "NaN", "5 days"] {
+            assert!(parse_time(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn rates_take_k_and_m_suffixes() {
+        assert_eq!(parse_rate("1000"), Ok(1000.0));
+        assert_eq!(parse_rate("10k"), Ok(10_000.0));
+        assert_eq!(parse_rate("2.5K"), Ok(2_500.0));
+        assert_eq!(parse_rate("1M"), Ok(1e6));
+        for bad in ["", "k", "0", "-5k", "ten", "1e400", "NaN"] {
+            assert!(parse_rate(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn flag_letters_are_wrks() {
+        let (config, _) = parse_from([
+            "framecast-bench",
+            "7070",
+            "-c",
+            "3",
+            "-t",
+            "2",
+            "-d",
+            "2s",
+            "-R",
+            "10k",
+        ])
+        .unwrap();
+        assert_eq!(config.target, ([127, 0, 0, 1], 7070).into());
+        assert_eq!(config.scenario, Scenario::Echo { connections: 3 });
+        assert_eq!(config.threads, 2);
+        assert_eq!(config.duration, Duration::from_secs(2));
+        assert_eq!(config.load, Load::Open { rate: 10_000.0 });
     }
 
     #[test]
@@ -294,6 +392,7 @@ mod tests {
         assert_eq!(resolve("127.0.0.1:7070"), Ok(([127, 0, 0, 1], 7070).into()));
         assert!(resolve("localhost:7070").is_ok_and(|a| a.port() == 7070));
         assert!(resolve("127.0.0.1").is_err(), "a port is required");
+        assert_eq!(resolve("7070"), Ok(([127, 0, 0, 1], 7070).into()));
     }
 
     #[test]

@@ -29,7 +29,12 @@ pub enum Status {
     /// Interrupted (Ctrl-C) before its end, without errors: the figures cover a
     /// shorter window than asked.
     Interrupted,
+    /// With `--strict`: the open loop sent less than its rate asked for.
+    Shortfall,
 }
+
+/// The open loop falls short when it sends less than this share of its rate.
+pub const SHORTFALL: f64 = 0.99;
 
 /// The figures of a finished run and the configuration that produced them.
 #[derive(Debug, Clone)]
@@ -48,6 +53,10 @@ pub struct Report {
     pub aborted: Option<String>,
     /// Whether a signal ended the run before its duration was up.
     pub interrupted: bool,
+    /// How long opening every connection took.
+    pub connect_time: Duration,
+    /// Warmup actually run: shorter than asked when a signal came during it.
+    pub warmed_up: Duration,
 }
 
 impl Report {
@@ -59,9 +68,58 @@ impl Report {
             Status::Errors
         } else if self.interrupted {
             Status::Interrupted
+        } else if self.config.strict && self.shortfall().is_some() {
+            Status::Shortfall
         } else {
             Status::Clean
         }
+    }
+
+    /// Open loop: the frames per second actually sent, when that is under
+    /// [`SHORTFALL`] of the rate asked for (the bench, or the server's back pressure,
+    /// could not keep up).
+    pub fn shortfall(&self) -> Option<f64> {
+        let Load::Open { rate } = self.config.load else {
+            return None;
+        };
+        let sent = self.sent_per_second();
+        (self.measured > Duration::ZERO && sent < rate * SHORTFALL).then_some(sent)
+    }
+
+    /// True when a signal came before the warmup was over: nothing was measured.
+    pub fn interrupted_in_warmup(&self) -> bool {
+        self.interrupted && self.warmed_up < self.config.warmup
+    }
+
+    /// When frames went out and not one came back, the likely reasons, in the
+    /// command line's words.
+    pub fn hint(&self) -> Option<String> {
+        let s = &self.stats;
+        let sent = s.frames_sent > 0 || s.integrity.unanswered > 0;
+        if !sent
+            || s.frames_total > 0
+            || s.frames_received > 0
+            || s.integrity.corrupted > 0
+            || self.aborted.is_some()
+        {
+            return None;
+        }
+        let c = &self.config;
+        Some(match c.scenario {
+            Scenario::Echo { .. } => format!(
+                "nothing came back: does the server echo, and speak --framing {}? A server \
+                 waiting for the end of a frame in another framing never answers, and a \
+                 broadcast server (framecast --mode broadcast) relays a frame to the other \
+                 connections, never to its sender",
+                c.framing
+            ),
+            Scenario::Broadcast { .. } => format!(
+                "nothing was delivered: does the server relay to the other connections \
+                 (framecast --mode broadcast), and speak --framing {}? An echo server sends \
+                 each frame back to its publisher only",
+                c.framing
+            ),
+        })
     }
 
     fn seconds(&self) -> f64 {
@@ -142,12 +200,33 @@ impl Report {
             c.size,
             plural(threads)
         );
+        let connections = c.scenario.connections();
         let _ = writeln!(
             out,
-            "  {:.2} s measured after {:.2} s of warmup",
-            self.measured.as_secs_f64(),
-            c.warmup.as_secs_f64()
+            "  {connections} connection{} set up in {:.3} s ({:.0}/s){}",
+            plural(connections),
+            self.connect_time.as_secs_f64(),
+            connections as f64 / self.connect_time.as_secs_f64().max(1e-9),
+            match c.sources.len() {
+                0 => String::new(),
+                n => format!(" from {n} source address{}", if n == 1 { "" } else { "es" }),
+            }
         );
+        if self.interrupted_in_warmup() {
+            let _ = writeln!(
+                out,
+                "  interrupted during the warmup, after {:.2} s of {:.2} s: nothing was measured",
+                self.warmed_up.as_secs_f64(),
+                c.warmup.as_secs_f64()
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "  {:.2} s measured after {:.2} s of warmup",
+                self.measured.as_secs_f64(),
+                c.warmup.as_secs_f64()
+            );
+        }
         let received = if matches!(c.scenario, Scenario::Broadcast { .. }) {
             "delivered"
         } else {
@@ -176,7 +255,26 @@ impl Report {
         let _ = write!(labels, " {:>10}", "max");
         let _ = write!(values, " {:>10}", fmt_latency(self.latency(1.0)));
         let _ = writeln!(out, "{labels}\n{values}");
+        if let Some(pacing) = self.pacing_text() {
+            let _ = writeln!(out, "  pacing    {pacing}");
+        }
+        if let (Some(sent), Load::Open { rate }) = (self.shortfall(), c.load) {
+            let _ = writeln!(
+                out,
+                "  shortfall sent {sent:.1} frames/s of the {rate} asked ({:.1}%): the bench \
+                 or the server's back pressure could not keep up{}",
+                sent / rate * 100.0,
+                if c.strict {
+                    " (--strict: a failed run)"
+                } else {
+                    ""
+                }
+            );
+        }
         let _ = writeln!(out, "  errors    {}", self.errors_text());
+        if let Some(hint) = self.hint() {
+            let _ = writeln!(out, "  hint      {hint}");
+        }
         let mut cpu = match (self.bench_cpu, self.bench_us_per_frame()) {
             (Some(t), Some(per)) => {
                 format!("bench {:.2} s, {per:.3} µs/frame", t.as_secs_f64())
@@ -199,7 +297,7 @@ impl Report {
         if let Some(why) = &self.aborted {
             let _ = writeln!(out, "  aborted   {why}");
         }
-        if self.interrupted {
+        if self.interrupted && !self.interrupted_in_warmup() {
             let _ = writeln!(
                 out,
                 "  interrupted by a signal: the figures cover the {:.2} s measured until then",
@@ -207,6 +305,28 @@ impl Report {
             );
         }
         out
+    }
+
+    /// How late a quantile of the open loop's frames went out, in ns.
+    fn pacing(&self, quantile: f64) -> Option<u64> {
+        let h = &self.stats.pacing;
+        (!h.is_empty()).then(|| h.value_at_quantile(quantile))
+    }
+
+    /// The pacing line: how late frames were written after their intended send time
+    /// (open loop only).
+    fn pacing_text(&self) -> Option<String> {
+        if !matches!(self.config.load, Load::Open { .. }) {
+            return None;
+        }
+        let p = |q| fmt_latency(self.pacing(q));
+        Some(format!(
+            "sent late by p50 {}, p99 {}, p99.9 {}, max {} (actual - intended send time)",
+            p(0.5),
+            p(0.99),
+            p(0.999),
+            p(1.0)
+        ))
     }
 
     /// The errors line: "none", or every non-zero count.
@@ -262,6 +382,17 @@ impl Report {
         let _ = write!(latency, ",\"max\":{}", json_us(self.latency(1.0)));
         let mean = (!s.latency.is_empty()).then(|| s.latency.mean() / 1e3);
         let _ = write!(latency, ",\"mean\":{}}}", json_num(mean));
+        let pacing = if matches!(c.load, Load::Open { .. }) {
+            format!(
+                "{{\"late_p50\":{},\"late_p99\":{},\"late_p99_9\":{},\"late_max\":{}}}",
+                json_us(self.pacing(0.5)),
+                json_us(self.pacing(0.99)),
+                json_us(self.pacing(0.999)),
+                json_us(self.pacing(1.0))
+            )
+        } else {
+            "null".to_owned()
+        };
         let i = &s.integrity;
         let k = &s.connections;
         format!(
@@ -272,13 +403,14 @@ impl Report {
                 "\"warmup_s\":{},\"duration_s\":{},",
                 "\"frames_sent\":{},\"frames_received\":{},\"bytes_sent\":{},\"bytes_received\":{},",
                 "\"frames_per_s\":{},\"sent_per_s\":{},\"mb_out_per_s\":{},\"mb_in_per_s\":{},",
-                "\"latency_us\":{},",
+                "\"latency_us\":{},\"pacing_us\":{},",
                 "\"errors\":{{\"total\":{},\"lost\":{},\"duplicated\":{},\"reordered\":{},",
                 "\"corrupted\":{},\"misdelivered\":{},\"unanswered\":{},\"skipped_bytes\":{},",
                 "\"connections_failed\":{},\"connections_closed\":{},\"io\":{}}},",
                 "\"cpu\":{{\"bench_s\":{},\"bench_us_per_frame\":{},\"server_pid\":{},",
                 "\"server_s\":{},\"server_us_per_frame\":{}}},",
-                "\"interrupted\":{},\"aborted\":{}}}"
+                "\"connect_s\":{},\"warmup_run_s\":{},\"shortfall\":{},\"sent_per_s_short\":{},",
+                "\"hint\":{},\"interrupted\":{},\"interrupted_in_warmup\":{},\"aborted\":{}}}"
             ),
             c.scenario.name(),
             c.target,
@@ -302,6 +434,7 @@ impl Report {
             json_num(Some(self.mb_out_per_second())),
             json_num(Some(self.mb_in_per_second())),
             latency,
+            pacing,
             s.errors(),
             i.lost,
             i.duplicated,
@@ -319,7 +452,15 @@ impl Report {
                 .map_or_else(|| "null".to_owned(), |p| p.to_string()),
             json_num(self.server_cpu.map(|d| d.as_secs_f64())),
             json_num(self.server_us_per_frame()),
+            json_num(Some(self.connect_time.as_secs_f64())),
+            json_num(Some(self.warmed_up.as_secs_f64())),
+            self.shortfall().is_some(),
+            json_num(self.shortfall()),
+            self.hint()
+                .as_deref()
+                .map_or_else(|| "null".to_owned(), json_string),
             self.interrupted,
+            self.interrupted_in_warmup(),
             self.aborted
                 .as_deref()
                 .map_or_else(|| "null".to_owned(), json_string),
@@ -436,6 +577,8 @@ mod tests {
             server_cpu: Some(Duration::from_secs(2)),
             aborted: None,
             interrupted: false,
+            connect_time: Duration::from_millis(20),
+            warmed_up: Duration::from_secs(1),
         }
     }
 
@@ -488,7 +631,9 @@ mod tests {
             text.contains("interrupted by a signal: the figures cover the 3.25 s"),
             "{text}"
         );
-        assert!(r.json().contains("\"interrupted\":true,\"aborted\":null}"));
+        assert!(r
+            .json()
+            .contains("\"interrupted\":true,\"interrupted_in_warmup\":false,\"aborted\":null}"));
         r.stats.integrity.lost = 1;
         assert_eq!(r.status(), Status::Errors);
     }
@@ -504,7 +649,9 @@ mod tests {
         assert!(json.contains("\"server_us_per_frame\":1}"), "{json}");
         assert!(json.contains("\"depth\":1,\"rate\":null"), "{json}");
         assert!(
-            json.contains("\"interrupted\":false,\"aborted\":null}"),
+            json.contains(
+                "\"interrupted\":false,\"interrupted_in_warmup\":false,\"aborted\":null}"
+            ),
             "{json}"
         );
         let braces = json.matches('{').count();
@@ -538,5 +685,71 @@ mod tests {
             line,
             "[   3.0 s warmup] 123456 frames/s, 63.2 MB/s, 50/50 connections up, 0 errors"
         );
+    }
+
+    #[test]
+    fn open_loop_summary_reports_pacing_shortfall_and_strictness() {
+        let mut r = report();
+        r.config.load = Load::Open { rate: 400_000.0 };
+        for late_us in 1..=100u64 {
+            r.stats.record_pacing(late_us * 1000);
+        }
+        let text = r.text();
+        assert!(
+            text.contains("pacing    sent late by p50 50.0 µs"),
+            "{text}"
+        );
+        assert!(text.contains("shortfall sent 200000.0 frames/s of the 400000 asked (50.0%)"));
+        let json = r.json();
+        assert!(
+            json.contains("\"pacing_us\":{\"late_p50\":50.015,"),
+            "{json}"
+        );
+        assert!(json.contains("\"shortfall\":true,\"sent_per_s_short\":200000,"));
+        assert_eq!(r.status(), Status::Clean, "a shortfall fails only --strict");
+        r.config.strict = true;
+        assert_eq!(r.status(), Status::Shortfall);
+        r.config.load = Load::Open { rate: 200_000.0 };
+        assert_eq!(r.shortfall(), None);
+        assert_eq!(r.status(), Status::Clean);
+    }
+
+    #[test]
+    fn a_warmup_cut_short_is_reported_as_such() {
+        let mut r = report();
+        r.interrupted = true;
+        r.measured = Duration::ZERO;
+        r.warmed_up = Duration::from_millis(300);
+        let text = r.text();
+        assert!(
+            text.contains(
+                "interrupted during the warmup, after 0.30 s of 1.00 s: nothing was measured"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("measured after"), "{text}");
+        assert!(r.json().contains("\"interrupted_in_warmup\":true"));
+    }
+
+    #[test]
+    fn nothing_coming_back_names_the_likely_causes() {
+        let mut r = report();
+        assert_eq!(r.hint(), None);
+        r.stats.frames_received = 0;
+        r.stats.integrity.unanswered = 50;
+        let hint = r.hint().unwrap();
+        assert!(
+            hint.contains("--framing u32be") && hint.contains("--mode broadcast"),
+            "{hint}"
+        );
+        assert!(r.text().contains("hint      nothing came back"));
+        r.config.scenario = Scenario::Broadcast {
+            publishers: 1,
+            subscribers: 2,
+        };
+        assert!(r
+            .hint()
+            .unwrap()
+            .contains("An echo server sends each frame back"));
     }
 }

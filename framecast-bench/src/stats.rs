@@ -134,6 +134,9 @@ pub struct Stats {
     /// its intended send time), whenever it came back, the drain included; in
     /// nanoseconds.
     pub latency: Histogram<u64>,
+    /// Open loop: how late each frame of the window was written after its intended
+    /// send time, in nanoseconds: the generator's own error, inside every latency.
+    pub pacing: Histogram<u64>,
 }
 
 impl Stats {
@@ -149,6 +152,7 @@ impl Stats {
             integrity: Integrity::default(),
             connections: ConnectionErrors::default(),
             latency: new_histogram(),
+            pacing: new_histogram(),
         }
     }
 
@@ -165,6 +169,13 @@ impl Stats {
         // Both histograms have the same bounds, so adding cannot fail; if it ever did,
         // the samples would be missing, not wrong.
         let _ = self.latency.add(&other.latency);
+        let _ = self.pacing.add(&other.pacing);
+    }
+
+    /// Counts a frame written `late_ns` after its intended send time.
+    pub fn record_pacing(&mut self, late_ns: u64) {
+        // 0 is below the histogram's lowest value: a frame on time counts as 1 ns.
+        self.pacing.saturating_record(late_ns.max(1));
     }
 
     /// Every error together.

@@ -20,6 +20,7 @@ use mio::{Events, Poll, Token, Waker};
 
 use super::config::{Load, SizeRange};
 use super::conn::{Closed, Conn, ReadEnd, Role};
+use super::pacer::{Pacer, Schedule};
 use super::payload::Pattern;
 use super::stats::{Progress, Stats};
 use super::{DRAIN, DRAIN_STEP, MAX_DRAIN};
@@ -27,6 +28,8 @@ use framecast::codec::Codec;
 
 /// Token of the thread's waker, outside the connection indices.
 pub const WAKER: Token = Token(usize::MAX);
+/// Token of the thread's open-loop timer, outside the connection indices.
+pub const PACER: Token = Token(usize::MAX - 1);
 /// Size of a thread's shared read buffer, in bytes: large reads amortise the syscall
 /// over many frames when the server streams.
 pub const READ_BUFFER: usize = 256 << 10;
@@ -42,12 +45,6 @@ const MAX_QUEUED: usize = 4 << 20;
 const STAGING: usize = 64 << 10;
 /// Events taken from one poll call.
 const EVENTS: usize = 1024;
-/// Below this, `Poll::poll` (whole milliseconds) is too coarse for an open-loop
-/// schedule: the loop polls without blocking and sleeps in short steps instead.
-const COARSE: Duration = Duration::from_millis(1);
-/// Longest sleep step when waiting for a send time closer than [`COARSE`]: what a
-/// reply arriving meanwhile may wait before it is read and timestamped.
-const FINE_STEP: Duration = Duration::from_micros(50);
 /// Broadcast with several threads: how long a publisher blocked by its window waits
 /// at most before it looks again, should a wake-up be missed.
 const WINDOW_RECHECK: Duration = Duration::from_millis(10);
@@ -222,8 +219,10 @@ pub struct Worker {
     acks_dirty: bool,
     /// Whether this thread has stopped sending.
     stopped: bool,
-    /// Open loop: the earliest send time of this thread's connections, in ns.
-    next_due: u64,
+    /// Open loop: which connection sends next, and when.
+    schedule: Option<Schedule>,
+    /// Open loop: the timer that wakes the thread when the next frame is due.
+    pacer: Option<Pacer>,
     /// Closed-loop echo: the first window has been started (the rest follows through
     /// `top_up`).
     kicked: bool,
@@ -231,7 +230,8 @@ pub struct Worker {
 
 impl Worker {
     /// A worker over `conns`, whose tokens are their indices and which are not yet
-    /// registered with `poll`.
+    /// registered with `poll`; in the open loop, `pacer` is its timer, registered
+    /// with `poll` as [`PACER`].
     pub fn new(
         index: usize,
         poll: Poll,
@@ -239,7 +239,21 @@ impl Worker {
         plan: Arc<Plan>,
         progress: Arc<Vec<Progress>>,
         board: Option<Arc<Board>>,
+        pacer: Option<Pacer>,
     ) -> Worker {
+        let schedule = match plan.load {
+            Load::Open { .. } => {
+                let senders = conns
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, c)| c.role.sends())
+                    .map(|(i, c)| (c.schedule.0, i))
+                    .collect();
+                let interval = conns.first().map_or(0.0, |c| c.schedule.1);
+                Some(Schedule::new(senders, interval))
+            }
+            Load::Closed { .. } => None,
+        };
         Worker {
             index,
             poll,
@@ -255,7 +269,8 @@ impl Worker {
             first_close: None,
             acks_dirty: false,
             stopped: false,
-            next_due: 0,
+            schedule,
+            pacer,
             kicked: false,
         }
     }
@@ -304,7 +319,7 @@ impl Worker {
             }
             seen = self.stats.frames_total;
             last_turn = now;
-            let (timeout, fine) = self.timeout(now);
+            let timeout = self.timeout(now);
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -313,13 +328,14 @@ impl Worker {
                     continue;
                 }
             }
-            if events.is_empty() && self.still_ready.is_empty() {
-                if let Some(step) = fine {
-                    std::thread::sleep(step);
-                }
-            }
             let measuring = plan.is_measuring(Instant::now());
             for event in events.iter() {
+                if event.token() == PACER {
+                    if let Some(pacer) = &mut self.pacer {
+                        pacer.fired();
+                    }
+                    continue; // what is due is sent after the events
+                }
                 let i = event.token().0;
                 if event.token() == WAKER || i >= self.conns.len() || !self.conns[i].open {
                     continue; // a wake-up, or a spurious event for a closed connection
@@ -332,7 +348,10 @@ impl Worker {
                 }
                 if event.is_writable() && self.conns[i].open {
                     self.flush(i);
-                    if self.conns[i].open && self.conns[i].queued() == 0 {
+                    if self.schedule.is_some() {
+                        // Frames held back by a full queue, sent late with their stamps.
+                        self.catch_up(i);
+                    } else if self.conns[i].open && self.conns[i].queued() == 0 {
                         self.top_up(i, measuring);
                     }
                 }
@@ -368,12 +387,12 @@ impl Worker {
     }
 
     /// How long to block: not at all while connections are still readable, until the
-    /// next phase change or send time otherwise. The second value, for a send time
-    /// closer than poll's millisecond resolution, is how long to sleep if nothing
-    /// happens.
-    fn timeout(&self, now: Instant) -> (Option<Duration>, Option<Duration>) {
+    /// next phase change otherwise. Open-loop send times are the [`Pacer`]'s: its
+    /// timer wakes the poll with microsecond precision, which a timeout in whole
+    /// milliseconds cannot.
+    fn timeout(&self, now: Instant) -> Option<Duration> {
         if !self.still_ready.is_empty() {
-            return (Some(Duration::ZERO), None);
+            return Some(Duration::ZERO);
         }
         let plan = &self.plan;
         let mut deadline = if self.stopped {
@@ -390,15 +409,7 @@ impl Worker {
                 wait = wait.min(WINDOW_RECHECK);
             }
         }
-        if matches!(plan.load, Load::Open { .. }) && !self.stopped {
-            let due = Duration::from_nanos(self.next_due.saturating_sub(plan.ns(now)));
-            if due < COARSE {
-                return (Some(Duration::ZERO), Some(due.min(FINE_STEP)));
-            }
-            // Whole milliseconds, rounded down, so the poll never wakes late.
-            wait = wait.min(Duration::from_millis(due.as_millis() as u64));
-        }
-        (Some(wait), None)
+        Some(wait)
     }
 
     /// Reads a ready connection, then tops up its pipeline (echo, closed loop).
@@ -520,7 +531,7 @@ impl Worker {
                 }
             }
             Load::Closed { depth } => self.publish_window(depth as u64, now_ns, measuring),
-            Load::Open { .. } => self.send_scheduled(now_ns),
+            Load::Open { .. } => self.send_scheduled(),
         }
     }
 
@@ -560,38 +571,67 @@ impl Worker {
         }
     }
 
-    /// Open loop: sends every frame whose intended time has come, stamped with that
-    /// time, and notes the next one.
-    fn send_scheduled(&mut self, now_ns: u64) {
-        let plan = Arc::clone(&self.plan);
-        let mut next_due = u64::MAX;
-        for i in 0..self.conns.len() {
-            if !self.conns[i].open || !self.conns[i].role.sends() {
-                continue;
-            }
-            let (offset, interval) = self.conns[i].schedule;
-            loop {
-                let conn = &self.conns[i];
-                let due = (offset + conn.sent as f64 * interval) as u64;
-                if conn.queued() >= MAX_QUEUED {
-                    break; // behind schedule: WRITABLE brings the loop back here
-                }
-                if due > now_ns {
-                    next_due = next_due.min(due);
+    /// Open loop: sends every frame whose intended time has come, walking the
+    /// schedule from frame to frame (a pass costs the frames due, not the
+    /// connections), then arms the timer for the next one.
+    fn send_scheduled(&mut self) {
+        let Some(mut schedule) = self.schedule.take() else {
+            return;
+        };
+        let mut now = self.plan.ns(Instant::now());
+        while let Some((due, i)) = schedule.peek() {
+            if due > now {
+                // Frames that fell due during the pass go out in it too.
+                now = self.plan.ns(Instant::now());
+                if due > now {
                     break;
                 }
-                let measuring = plan.is_measuring(plan.epoch + Duration::from_nanos(due));
-                self.push(i, due, measuring);
             }
-            if let Some(board) = &self.board {
-                let conn = &self.conns[i];
-                board.sent[conn.id as usize].store(conn.sent, Ordering::Release);
-            }
-            if self.conns[i].queued() > 0 {
-                self.flush(i);
+            self.catch_up(i);
+            schedule.advance();
+        }
+        let next = schedule.peek();
+        self.schedule = Some(schedule);
+        if let (Some(pacer), Some((due, _))) = (&mut self.pacer, next) {
+            if let Err(e) = pacer.arm(due) {
+                self.close_all(&format!("cannot arm the send timer: {e}"));
             }
         }
-        self.next_due = next_due;
+    }
+
+    /// Open loop: sends connection `i`'s frames whose time has come (more than one
+    /// only when it was held back by a full queue), stamped with their intended
+    /// time, and counts how late each goes out.
+    fn catch_up(&mut self, i: usize) {
+        let plan = Arc::clone(&self.plan);
+        let (offset, interval) = self.conns[i].schedule;
+        // The moment of the write that follows: the actual send time.
+        let now = plan.ns(Instant::now());
+        loop {
+            let conn = &self.conns[i];
+            if !conn.open || self.stopped || conn.queued() >= MAX_QUEUED {
+                break; // closed, done, or behind: WRITABLE brings the loop back here
+            }
+            let due = (offset + conn.sent as f64 * interval) as u64;
+            if due > now {
+                break;
+            }
+            let measuring = plan.is_measuring(plan.epoch + Duration::from_nanos(due));
+            self.push(i, due, measuring);
+            if measuring {
+                self.stats.record_pacing(now - due);
+            }
+        }
+        if !self.conns[i].open {
+            return;
+        }
+        if let Some(board) = &self.board {
+            let conn = &self.conns[i];
+            board.sent[conn.id as usize].store(conn.sent, Ordering::Release);
+        }
+        if self.conns[i].queued() > 0 {
+            self.flush(i);
+        }
     }
 
     /// Writes connection `i`'s output; closes it on error.

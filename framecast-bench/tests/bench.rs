@@ -1,7 +1,9 @@
 //! framecast-bench against real servers over loopback: the daemon (no errors, every
 //! framing, both loop shapes), a server that corrupts and drops frames (errors counted,
 //! exit code 3), a small broadcast relay, a refused connection and a server that dies
-//! mid-run (exit code 1), Ctrl-C (a summary of the window so far, exit code 130).
+//! mid-run (exit code 1), Ctrl-C (a summary of the window so far, exit code 130), the
+//! open loop's frame count and summary, `--source` spreading connections over source
+//! addresses, and the hints for a run in which nothing comes back.
 //! Runs are short and bounded; no timing is asserted.
 
 #[path = "../../tests/common/mod.rs"]
@@ -103,7 +105,7 @@ fn every_framing_and_both_loop_shapes_check_out() {
         ("u32be", &["--rate", "2000", "--connections", "4"]),
         (
             "u32be",
-            &["--connect-rate", "200", "--connections", "6", "-T", "3"],
+            &["--connect-rate", "200", "--connections", "6", "-t", "3"],
         ),
         // Large frames are slow in a debug build on a loaded machine: a longer window.
         (
@@ -225,7 +227,7 @@ fn text_summary_names_lost_and_corrupted_frames() {
         "0",
         "-c",
         "1",
-        "-d",
+        "-P",
         "2",
     ]);
     assert_eq!(run.code, Some(3), "{}\n{}", run.stdout, run.stderr);
@@ -278,7 +280,7 @@ fn raw_messages_realign_after_bytes_go_missing() {
     let addr = start_raw_cutter(512 * 10 + 100..512 * 10 + 400).to_string();
     let run = one_second(
         &addr,
-        &["--framing", "raw", "--size", "512", "-c", "2", "-d", "4"],
+        &["--framing", "raw", "--size", "512", "-c", "2", "-P", "4"],
     );
     assert_eq!(run.code, Some(3), "{}\n{}", run.stdout, run.stderr);
     assert_eq!(run.number("corrupted"), 1.0, "{}", run.stdout);
@@ -301,7 +303,7 @@ fn raw_messages_realign_after_bytes_go_missing() {
         "0",
         "-c",
         "1",
-        "-d",
+        "-P",
         "4",
     ]);
     assert_eq!(run.code, Some(3), "{}\n{}", run.stdout, run.stderr);
@@ -337,7 +339,7 @@ fn a_deep_window_of_large_frames_is_not_encoded_all_at_once() {
         "0",
         "-s",
         "64KiB",
-        "-d",
+        "-P",
         "65536",
     ];
     let mut args = vec![addr.as_str(), "-c", "4"];
@@ -449,7 +451,7 @@ fn start_misdeliverer() -> SocketAddr {
 fn a_misdelivered_frame_does_not_hide_a_lost_one() {
     let _machine = one_at_a_time();
     let addr = start_misdeliverer().to_string();
-    let run = one_second(&addr, &["-c", "2", "-d", "4"]);
+    let run = one_second(&addr, &["-c", "2", "-P", "4"]);
     assert_eq!(run.code, Some(3), "{}\n{}", run.stdout, run.stderr);
     assert_eq!(run.number("misdelivered"), 1.0, "{}", run.stdout);
     assert_eq!(run.number("lost"), 1.0, "{}", run.stdout);
@@ -486,7 +488,7 @@ fn a_late_frame_is_counted_once_however_late() {
     // the frame was seen before is no longer known, but one hole is still open.
     for by in ["5", "100"] {
         let addr = start_late(10, by.parse().unwrap()).to_string();
-        let run = one_second(&addr, &["-c", "1", "-d", "2"]);
+        let run = one_second(&addr, &["-c", "1", "-P", "2"]);
         assert_eq!(run.code, Some(3), "{by}: {}\n{}", run.stdout, run.stderr);
         assert_eq!(run.number("reordered"), 1.0, "{by}: {}", run.stdout);
         assert_eq!(run.number("lost"), 0.0, "{by}: {}", run.stdout);
@@ -808,7 +810,7 @@ fn a_machine_that_stalls_everything_does_not_lose_frames() {
             "0",
             "-c",
             "10",
-            "-d",
+            "-P",
             "8",
         ],
         |line, bench_pid| {
@@ -888,8 +890,8 @@ fn flags_that_would_be_ignored_are_usage_errors() {
 #[test]
 fn durations_too_long_to_add_up_are_a_usage_error() {
     let _machine = one_at_a_time();
-    assert_usage_error(&["-t", "1e19", "--warmup", "1e19"], "'--warmup'");
-    assert_usage_error(&["-t", "1e19", "--warmup", "1"], "'--duration'");
+    assert_usage_error(&["-d", "1e19", "--warmup", "1e19"], "'--warmup'");
+    assert_usage_error(&["-d", "1e19", "--warmup", "1"], "'--duration'");
 }
 
 #[test]
@@ -1036,4 +1038,140 @@ fn a_second_ctrl_c_exits_at_once() {
     assert!(first && second, "{}", run.stderr);
     assert_eq!(run.code, Some(130), "{}\n{}", run.stdout, run.stderr);
     assert!(run.stdout.is_empty(), "{}", run.stdout);
+}
+
+#[test]
+fn the_open_loop_sends_exactly_the_frames_due_in_the_window() {
+    let _machine = one_at_a_time();
+    let daemon = Daemon::start(&[]);
+    // A bare port, wrk's letters and units: 300 frames/s over 3 connections for 1 s
+    // after a warmup of 200 ms; frames are counted by their intended send time.
+    let port = daemon.addr.port().to_string();
+    let run = run_bench(&[
+        &port, "--json", "-c", "3", "-R", "0.3k", "-d", "1s", "--warmup", "200ms",
+    ]);
+    assert_clean(&run);
+    let sent = run.number("frames_sent");
+    assert!((299.0..=301.0).contains(&sent), "{}", run.stdout);
+    assert_eq!(run.number("frames_received"), sent, "{}", run.stdout);
+    // The open-loop summary: the pacing error, the rate reached, the set-up time.
+    for key in [
+        "late_p50",
+        "late_p99",
+        "late_p99_9",
+        "late_max",
+        "connect_s",
+    ] {
+        assert!(run.number(key) >= 0.0, "{key}: {}", run.stdout);
+    }
+    assert!(run.stdout.contains("\"shortfall\":false"), "{}", run.stdout);
+    assert_eq!(run.number("rate"), 300.0, "{}", run.stdout);
+}
+
+#[test]
+fn the_open_loop_summary_shows_the_pacing_error() {
+    let _machine = one_at_a_time();
+    let daemon = Daemon::start(&[]);
+    let addr = daemon.addr.to_string();
+    let run = run_bench(&[&addr, "-c", "2", "-R", "500", "-d", "0.5", "--warmup", "0"]);
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("pacing    sent late by p50 "),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("2 connections set up in "),
+        "{}",
+        run.stdout
+    );
+}
+
+/// An echo server that notes the address each connection comes from.
+fn start_echo_noting_peers() -> (SocketAddr, Arc<Mutex<Vec<std::net::IpAddr>>>) {
+    let peers = Arc::new(Mutex::new(Vec::new()));
+    let noted = Arc::clone(&peers);
+    let addr = serve_each(move |_, mut reader| {
+        if let Ok(peer) = reader.peer_addr() {
+            noted.lock().unwrap().push(peer.ip());
+        }
+        let Ok(mut writer) = reader.try_clone() else {
+            return;
+        };
+        let _ = std::io::copy(&mut reader, &mut writer);
+    });
+    (addr, peers)
+}
+
+#[test]
+fn source_addresses_spread_the_connections() {
+    let _machine = one_at_a_time();
+    let (addr, peers) = start_echo_noting_peers();
+    let run = one_second(
+        &addr.to_string(),
+        &["-c", "6", "--source", "127.0.0.2-127.0.0.3,127.0.0.4"],
+    );
+    assert_clean(&run);
+    let mut seen = peers.lock().unwrap().clone();
+    seen.sort();
+    let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+    let expected = [
+        "127.0.0.2",
+        "127.0.0.2",
+        "127.0.0.3",
+        "127.0.0.3",
+        "127.0.0.4",
+        "127.0.0.4",
+    ];
+    assert_eq!(seen, expected.map(ip), "round-robin over the sources");
+}
+
+#[test]
+fn a_source_of_the_wrong_family_is_a_usage_error() {
+    assert_usage_error(&["--source", "::1"], "'--source'");
+    assert_usage_error(&["--source", "127.0.0.9-127.0.0.2"], "runs backwards");
+}
+
+#[test]
+fn nothing_coming_back_names_the_likely_causes() {
+    let _machine = one_at_a_time();
+    // Reads everything, answers nothing: as a server of another framing would.
+    let addr = serve_each(|_, mut stream| {
+        let _ = std::io::copy(&mut stream, &mut std::io::sink());
+    });
+    let run = one_second(&addr.to_string(), &["-c", "2"]);
+    assert_eq!(run.code, Some(3), "{}\n{}", run.stdout, run.stderr);
+    assert!(run.number("unanswered") > 0.0, "{}", run.stdout);
+    for says in ["nothing came back", "--framing u32be", "--mode broadcast"] {
+        assert!(run.stdout.contains(says), "{says}: {}", run.stdout);
+        assert!(run.stderr.contains(says), "{says}: {}", run.stderr);
+    }
+}
+
+#[test]
+fn ctrl_c_during_the_warmup_is_reported_as_such() {
+    let _machine = one_at_a_time();
+    let daemon = Daemon::start(&[]);
+    let addr = daemon.addr.to_string();
+    let mut sent = false;
+    let run = run_bench_with(
+        &[
+            &addr, "--json", "-d", "10s", "--warmup", "1m", "-c", "2", "-R", "1k",
+        ],
+        |line, bench_pid| {
+            if !sent && line.contains("warmup") {
+                sent = true;
+                signal("INT", &[bench_pid]);
+            }
+        },
+    );
+    assert!(sent, "{}", run.stderr);
+    assert_eq!(run.code, Some(130), "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("\"interrupted_in_warmup\":true"),
+        "{}",
+        run.stdout
+    );
+    let warmed = run.number("warmup_run_s");
+    assert!(warmed > 0.0 && warmed < 60.0, "{}", run.stdout);
 }
