@@ -73,6 +73,9 @@ pub struct Config {
     /// (Linux; needs `Framing::Raw`, and a service that echoes verbatim, otherwise
     /// ignored).
     pub splice: bool,
+    /// Before a policy close (slow consumer, oversize frame, a timeout, the connection
+    /// limit, shutdown), queue one last frame saying why, in the connection's framing.
+    pub goodbye: bool,
 }
 
 /// A configuration that cannot work: which field, and why.
@@ -161,6 +164,7 @@ impl Default for Config {
             keepalive: None,
             backlog: DEFAULT_BACKLOG,
             splice: false,
+            goodbye: false,
         }
     }
 }

@@ -170,6 +170,11 @@ struct Args {
     /// every mode), e.g. a chat room's welcome.
     #[arg(long, value_name = "TEXT")]
     greeting: Option<String>,
+
+    /// Before closing a connection for a policy reason (slow consumer, oversize frame,
+    /// a timeout, the connection limit, shutdown), send it one last frame saying why.
+    #[arg(long)]
+    goodbye: bool,
 }
 
 /// The daemon's whole setup: the reactor's configuration and the service's.
@@ -231,6 +236,7 @@ impl Args {
             keepalive: self.keepalive,
             backlog: self.backlog,
             splice: self.splice,
+            goodbye: self.goodbye,
         };
         if let Err(e) = config.validate() {
             let flag = e.field.replace('_', "-");
