@@ -6,6 +6,8 @@ mod common;
 
 use std::io::{BufReader, Write};
 use std::net::TcpStream;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -157,4 +159,114 @@ fn a_paused_connection_drained_at_shutdown_is_not_blamed_for_its_half_frame() {
         !log.contains(&format!("{addr}: closed (frame timeout")),
         "a connection that was closing was closed for a frame it could not finish:\n{log}"
     );
+}
+
+/// Reads frames until the stream ends: how many, and whether it ended cleanly (an end
+/// of stream) rather than with a reset or another error.
+fn read_all_frames(stream: &TcpStream) -> (usize, Result<(), std::io::ErrorKind>) {
+    let mut reader = BufReader::with_capacity(64 << 10, stream);
+    let mut frames = 0;
+    loop {
+        let mut header = [0u8; 4];
+        match std::io::Read::read_exact(&mut reader, &mut header) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return (frames, Ok(())),
+            Err(e) => return (frames, Err(e.kind())),
+        }
+        let mut payload = vec![0; u32::from_be_bytes(header) as usize];
+        if let Err(e) = std::io::Read::read_exact(&mut reader, &mut payload) {
+            return (frames, Err(e.kind()));
+        }
+        frames += 1;
+    }
+}
+
+/// Writes `frames` frames of 1 KiB from a thread; the count of bytes written so far is
+/// shared, so the test can see when the daemon stops taking them.
+fn flood(stream: &TcpStream, frames: usize) -> (thread::JoinHandle<()>, Arc<AtomicUsize>) {
+    let mut writer = stream.try_clone().unwrap();
+    let written = Arc::new(AtomicUsize::new(0));
+    let progress = Arc::clone(&written);
+    let frame = frame_u32be(&[7; 1020]);
+    let handle = thread::spawn(move || {
+        let batch = frame.repeat(64);
+        for _ in 0..frames / 64 {
+            if writer.write_all(&batch).is_err() {
+                return;
+            }
+            progress.fetch_add(batch.len(), Ordering::Relaxed);
+        }
+    });
+    (handle, written)
+}
+
+/// Waits until the writer has made no progress for a while: the daemon stopped reading.
+fn wait_until_stalled(written: &AtomicUsize) {
+    let deadline = Instant::now() + TIMEOUT;
+    let mut last = usize::MAX;
+    while Instant::now() < deadline {
+        let now = written.load(Ordering::Relaxed);
+        if now == last && now > 0 {
+            return;
+        }
+        last = now;
+        thread::sleep(Duration::from_millis(200));
+    }
+    panic!("the writer never stalled");
+}
+
+#[test]
+fn sigterm_answers_every_frame_of_a_backpressured_connection_before_a_clean_close() {
+    // The case: a client sends 40,000 frames of 1 KiB and does not read yet;
+    // the daemon is paused on it with a full receive queue when SIGTERM comes.
+    const FRAMES: usize = 40_000 / 64 * 64;
+    let mut daemon = Daemon::start(&["--drain-timeout", "60s"]);
+    let client = daemon.connect();
+    let (writer, written) = flood(&client, FRAMES);
+    wait_until_stalled(&written);
+    daemon.signal("TERM");
+    daemon.wait_for_log("SIGTERM: shutting down");
+    let (frames, end) = read_all_frames(&client);
+    writer.join().unwrap();
+    assert_eq!(end, Ok(()), "the close was not clean after {frames} frames");
+    assert_eq!(
+        frames, FRAMES,
+        "a clean close, but not every frame was answered"
+    );
+    assert_eq!(daemon.wait_exit(TIMEOUT), Some(0));
+    daemon.wait_for_log("shutdown complete: every connection flushed");
+}
+
+#[test]
+fn a_connection_cut_at_the_drain_timeout_with_unanswered_frames_is_reset() {
+    // No writer is left running: a reset is reported once, to whichever call on the
+    // socket comes first.
+    let mut daemon = Daemon::start(&["--drain-timeout", "500ms"]);
+    let mut client = daemon.connect();
+    let sent = write_until_blocked(&mut client, &frame_u32be(&[7; 1020]), usize::MAX);
+    assert!(
+        sent > 1 << 20,
+        "only {sent} bytes went out before the daemon pushed back"
+    );
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(TIMEOUT), Some(0));
+    let (frames, end) = read_all_frames(&client);
+    assert_eq!(
+        end,
+        Err(std::io::ErrorKind::ConnectionReset),
+        "after {frames} frames the stream ended as if every frame had been answered"
+    );
+    daemon.wait_for_log("reset at the drain timeout with");
+}
+
+#[test]
+fn sighup_and_sigusr1_do_not_stop_the_daemon() {
+    let mut daemon = Daemon::start(&[]);
+    let mut client = daemon.connect();
+    daemon.signal("HUP");
+    daemon.wait_for_log("SIGHUP: ignored");
+    daemon.signal("USR1");
+    daemon.wait_for_log("stats: 1 connection(s)");
+    daemon.assert_alive();
+    common::echo_roundtrip(&mut client, &frame_u32be(b"still here"));
 }

@@ -158,6 +158,17 @@ impl Core {
             return; // dropping the stream closes it
         }
         if self.open >= self.config.max_connections {
+            if self.config.goodbye {
+                // Best effort, on a fresh socket whose buffer is empty: one write.
+                let codec = Codec::with_oversize(
+                    self.config.framing,
+                    self.config.max_frame,
+                    self.config.oversize,
+                );
+                if let Some(frame) = super::serve::goodbye_frame(&codec, "connection limit") {
+                    let _ = std::io::Write::write(&mut stream, &frame);
+                }
+            }
             self.refuse_over_limit();
             return;
         }

@@ -13,7 +13,7 @@ use mio::Interest;
 use super::ctx::Body;
 use super::output::Output;
 use super::read_buf::ReadBuf;
-use super::timers::Clock;
+use super::timers::{Clock, Expiry, Timeouts};
 use super::{interrupted, would_block};
 use crate::codec::Codec;
 
@@ -72,6 +72,11 @@ pub struct Connection {
     pub above_low_water: bool,
     /// Bodies waiting to be pulled into `output`, in order, after what it holds.
     pub bodies: VecDeque<Box<dyn Body>>,
+    /// Bytes received and never answered: left in the buffer when reading stopped
+    /// (a partial frame, what followed a protocol error) or read while lingering. A
+    /// connection closed with any is reset, never closed cleanly: a clean end of
+    /// stream means every complete frame was answered.
+    pub unanswered: u64,
     /// Already on the server's list of connections to read this turn.
     pub in_ready: bool,
     /// Already on the server's list of connections to flush before the next poll.
@@ -107,6 +112,7 @@ impl Connection {
             held: false,
             above_low_water: false,
             bodies: VecDeque::new(),
+            unanswered: 0,
             in_ready: false,
             in_dirty: false,
             registered: Interest::READABLE,
@@ -128,6 +134,43 @@ impl Connection {
     /// True while a frame is partly received: its first byte arrived, its last has not.
     pub fn is_mid_frame(&self) -> bool {
         !self.input.is_empty() || self.codec.is_discarding()
+    }
+
+    /// True when closing now would leave the peer short: input read while lingering
+    /// (it may hold complete frames), or, for a close that did not end in the peer's
+    /// end of stream (`cut`), anything received and not served, still unread in the
+    /// kernel, or queued and not written. Such a connection is reset, not closed
+    /// cleanly.
+    pub fn leaves_unanswered(&self, cut: bool) -> bool {
+        self.unanswered > 0
+            || (cut && (!self.input.is_empty() || !self.is_flushed() || self.unread() > 0))
+    }
+
+    /// Makes the coming close a reset (RST): `SO_LINGER` with a zero timeout.
+    ///
+    /// # Errors
+    /// If the OS refuses the option.
+    pub fn reset_on_close(&self) -> io::Result<()> {
+        socket2::SockRef::from(&self.stream).set_linger(Some(std::time::Duration::ZERO))
+    }
+
+    /// Bytes the kernel holds for this connection that were never read.
+    pub fn unread(&self) -> u64 {
+        rustix::io::ioctl_fionread(&self.stream).unwrap_or(0)
+    }
+
+    /// The earliest deadline and what it enforces: the idle limit only while open (a
+    /// closing connection has its linger and write limits).
+    pub fn deadline(&self, limits: &Timeouts) -> Option<(Instant, Expiry)> {
+        if self.phase == Phase::Open {
+            self.clock.deadline(limits)
+        } else {
+            let closing = Timeouts {
+                idle: None,
+                ..*limits
+            };
+            self.clock.deadline(&closing)
+        }
     }
 
     /// True when nothing waits to be written: no queued output and no body.

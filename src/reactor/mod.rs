@@ -514,22 +514,14 @@ impl<S: Service> Reactor<S> {
             }
         }
         self.core.draining_until = Some(self.core.now + self.core.config.drain_timeout);
-        let keys = self.core.stream_keys();
-        // Frames that arrived before the shutdown are served in full first (in
-        // broadcast, while every recipient is still open), then every connection drains.
-        let budget = self
-            .core
-            .config
-            .max_frame
-            .saturating_add(self.core.config.max_output);
-        for &key in &keys {
+        // Every connection goes on being served: what it sent before the shutdown is
+        // answered, and it starts to close once it has nothing more to read, no frame
+        // half received and everything written (`Core::settle`).
+        for key in self.core.stream_keys() {
             if let Some(conn) = stream_mut(&mut self.core.entries, key) {
                 conn.readable = true;
+                serve::mark(&mut self.core.ready, &mut conn.in_ready, key);
             }
-            self.serve(key, budget);
-        }
-        for &key in &keys {
-            self.core.drain(key);
         }
     }
 
@@ -544,10 +536,18 @@ impl<S: Service> Reactor<S> {
             return None;
         }
         let cut = self.core.open;
+        let (resets, unanswered) = (self.core.stats.resets, self.core.stats.unanswered_bytes);
         for key in self.core.stream_keys() {
             self.core.close(key, Closed::Shutdown);
         }
         self.reap();
+        let reset = self.core.stats.resets - resets;
+        if reset > 0 {
+            warn!(
+                "shutdown: {reset} connection(s) reset at the drain timeout with {} bytes they sent never answered (or output never written)",
+                self.core.stats.unanswered_bytes - unanswered
+            );
+        }
         Some(Stopped::DrainTimedOut { cut })
     }
 
@@ -658,13 +658,26 @@ impl Core {
                 continue; // a stale entry: superseded, or for an earlier connection
             }
             conn.clock.armed = None;
-            match conn.clock.deadline(&self.timeouts) {
+            match conn.deadline(&self.timeouts) {
                 Some((deadline, expiry)) if deadline <= self.now => {
                     match expiry {
                         Expiry::Idle => self.stats.idle_timeouts += 1,
                         Expiry::Frame => self.stats.frame_timeouts += 1,
                         Expiry::Write => self.stats.write_timeouts += 1,
                         Expiry::Linger => {}
+                    }
+                    // A goodbye can still be written after an idle or frame timeout (not
+                    // when writes stall); the connection then closes as any drain does.
+                    if self.config.goodbye
+                        && conn.phase == Phase::Open
+                        && matches!(expiry, Expiry::Idle | Expiry::Frame)
+                    {
+                        debug!("{}: {expiry}; saying goodbye", conn.peer);
+                        conn.clock.linger_until = Some(self.now + serve::LINGER);
+                        self.goodbye(key, &expiry.to_string());
+                        self.drain(key);
+                        self.rearm(key);
+                        continue;
                     }
                     self.close(key, Closed::Timeout(expiry));
                 }
@@ -683,7 +696,7 @@ impl Core {
         let Some(conn) = stream_mut(&mut self.entries, key) else {
             return;
         };
-        if let Some((when, _)) = conn.clock.deadline(&self.timeouts) {
+        if let Some((when, _)) = conn.deadline(&self.timeouts) {
             if conn.clock.armed.is_none_or(|armed| when < armed) {
                 conn.clock.armed = Some(when);
                 self.timers.arm(when, key, conn.serial);

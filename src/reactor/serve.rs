@@ -26,7 +26,7 @@ pub(super) const READ_BUDGET: usize = 256 << 10;
 pub(super) const SPLICE_FROM: usize = 4096;
 /// How long a closing connection may keep sending after our side has shut down, before
 /// it is closed anyway.
-const LINGER: Duration = Duration::from_secs(2);
+pub(super) const LINGER: Duration = Duration::from_secs(2);
 /// Stale timer entries tolerated beyond twice the live connections before a sweep.
 const STALE_TIMERS_SLACK: usize = 1024;
 
@@ -52,7 +52,13 @@ impl<S: Service> Reactor<S> {
     /// again when more arrives, and the read that would only say `WouldBlock` is saved
     /// (a syscall per event at one frame in flight). Not after a hang-up was reported:
     /// then reading goes on to the end of stream.
-    pub(super) fn serve(&mut self, key: usize, mut budget: usize) {
+    pub(super) fn serve(&mut self, key: usize, budget: usize) {
+        self.read_and_frame(key, budget);
+        self.core.settle(key);
+    }
+
+    /// [`Reactor::serve`]'s loop.
+    fn read_and_frame(&mut self, key: usize, mut budget: usize) {
         loop {
             let core = &mut self.core;
             let Some(conn) = stream_mut(&mut core.entries, key) else {
@@ -92,6 +98,7 @@ impl<S: Service> Reactor<S> {
                         conn.readable = false;
                     }
                     if conn.phase == Phase::Lingering {
+                        conn.unanswered += conn.input.data().len() as u64;
                         conn.input.discard(usize::MAX);
                     } else {
                         self.frame(key);
@@ -133,6 +140,7 @@ impl<S: Service> Reactor<S> {
                         conn.output.len()
                     );
                     core.stats.protocol_errors += 1;
+                    core.goodbye(key, &format!("protocol error: {error}"));
                     core.drain(key);
                     return;
                 }
@@ -217,9 +225,23 @@ impl<S: Service> Reactor<S> {
                     service.on_close(&mut Ctx { core }, id, why);
                 }
             }
-            for (key, _) in closed {
+            for (key, why) in closed {
                 if let Some(Entry::Stream(mut conn)) = self.core.entries.try_remove(key) {
                     self.core.open -= 1;
+                    if conn.leaves_unanswered(why != Closed::Done) {
+                        let unread =
+                            conn.unanswered + conn.input.data().len() as u64 + conn.unread();
+                        self.core.stats.resets += 1;
+                        self.core.stats.unanswered_bytes += unread;
+                        debug!(
+                            "{}: reset: {unread} bytes received were never answered, {} queued bytes never written",
+                            conn.peer,
+                            conn.output.len()
+                        );
+                        if let Err(e) = conn.reset_on_close() {
+                            debug!("{}: cannot reset: {e}", conn.peer);
+                        }
+                    }
                     if let Err(e) = self.core.poll.registry().deregister(&mut conn.stream) {
                         debug!("{}: deregister: {e}", conn.peer);
                     }
@@ -526,6 +548,7 @@ impl Core {
         if rearm {
             self.rearm(key);
         }
+        self.settle(key);
     }
 
     /// Stops reading a connection; it closes once its queued output is written.
@@ -536,7 +559,49 @@ impl Core {
         if conn.phase == Phase::Open {
             conn.phase = Phase::Draining;
             conn.clock.frame_started = None;
+            // What is left is no complete frame: a partial one, or what follows a
+            // protocol error.
+            conn.input.discard(usize::MAX);
             mark(&mut self.dirty, &mut conn.in_dirty, key);
+        }
+    }
+
+    /// During a shutdown: an open connection that has nothing more to read just now,
+    /// no frame half received and everything answered and written starts to close
+    /// (after its goodbye). Until then it is served as usual, so every frame it sent
+    /// before the shutdown is answered.
+    pub(super) fn settle(&mut self, key: usize) {
+        if self.draining_until.is_none() {
+            return;
+        }
+        let Some(conn) = stream_mut(&mut self.entries, key) else {
+            return;
+        };
+        if conn.phase == Phase::Open
+            && !conn.readable
+            && !conn.paused
+            && conn.is_flushed()
+            && !conn.is_mid_frame()
+        {
+            self.goodbye(key, "shutdown");
+            self.drain(key);
+        }
+    }
+
+    /// With `--goodbye`: queues one last frame on connection `key`, in its framing,
+    /// saying why it is being closed (`framecast: closing: idle timeout`).
+    pub(super) fn goodbye(&mut self, key: usize, why: &str) {
+        if !self.config.goodbye {
+            return;
+        }
+        let Some(conn) = stream_mut(&mut self.entries, key) else {
+            return;
+        };
+        if conn.phase != Phase::Open {
+            return;
+        }
+        if let Some(frame) = goodbye_frame(&conn.codec, why) {
+            self.enqueue(key, frame);
         }
     }
 
@@ -548,6 +613,24 @@ impl Core {
             mark_closed(conn, key, &mut self.closed, why);
         }
     }
+}
+
+/// The goodbye frame for `why` in `codec`'s framing: `framecast: closing: WHY`. Fixed
+/// frames get the text cut or padded with spaces to their size; a raw stream gets it
+/// as a line.
+pub(super) fn goodbye_frame(codec: &crate::codec::Codec, why: &str) -> Option<Bytes> {
+    use crate::codec::{Codec, Encoder};
+    let text = format!("framecast: closing: {why}");
+    let mut payload = text.into_bytes();
+    match codec {
+        Codec::Fixed(c) => payload.resize(c.size(), b' '),
+        Codec::Raw(_) => payload.push(b'\n'),
+        Codec::Line(_) => payload.retain(|&b| b != b'\n'),
+        Codec::Length(_) => {}
+    }
+    let mut out = bytes::BytesMut::new();
+    codec.encode(&payload, &mut out).ok()?;
+    Some(out.freeze())
 }
 
 /// Pulls chunks from a connection's bodies while its output is at or under

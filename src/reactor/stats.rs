@@ -40,6 +40,11 @@ pub struct Stats {
     pub bytes_out: u64,
     /// Read buffers given back by connections gone quiet.
     pub buffers_released: u64,
+    /// Connections reset rather than closed cleanly: closed with input never answered
+    /// or output never written (cut at the drain timeout, a timeout, a protocol error).
+    pub resets: u64,
+    /// Bytes those connections had sent that were never answered.
+    pub unanswered_bytes: u64,
 }
 
 /// One counter as every renderer shows it.
@@ -55,7 +60,7 @@ pub struct Counter {
 
 impl Stats {
     /// Every counter, in the order the log lines show them.
-    pub fn counters(&self) -> [Counter; 16] {
+    pub fn counters(&self) -> [Counter; 18] {
         let c = |name, label, value| Counter { name, label, value };
         [
             c("accepted", "accepted", self.accepted),
@@ -81,6 +86,12 @@ impl Stats {
                 "buffers_released",
                 "idle read buffers released",
                 self.buffers_released,
+            ),
+            c("resets", "reset with input unanswered", self.resets),
+            c(
+                "unanswered_bytes",
+                "bytes unanswered",
+                self.unanswered_bytes,
             ),
         ]
     }
