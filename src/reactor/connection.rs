@@ -163,7 +163,12 @@ impl Connection {
     /// closing connection has its linger and write limits).
     pub fn deadline(&self, limits: &Timeouts) -> Option<(Instant, Expiry)> {
         if self.phase == Phase::Open {
-            self.clock.deadline(limits)
+            let limit = self.clock.deadline(limits);
+            let quiet = limits
+                .quiet
+                .filter(|_| self.is_caught_up())
+                .map(|d| (self.clock.last_frame + d, Expiry::Quiet));
+            limit.into_iter().chain(quiet).min_by_key(|&(when, _)| when)
         } else {
             let closing = Timeouts {
                 idle: None,
@@ -171,6 +176,12 @@ impl Connection {
             };
             self.clock.deadline(&closing)
         }
+    }
+
+    /// True when the connection owes its peer nothing: read to the end of what
+    /// arrived, not paused, everything written and no frame half received.
+    pub fn is_caught_up(&self) -> bool {
+        !self.readable && !self.paused && self.is_flushed() && !self.is_mid_frame()
     }
 
     /// True when nothing waits to be written: no queued output and no body.

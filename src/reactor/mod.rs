@@ -264,6 +264,10 @@ struct Core {
     stats_line: Option<stats::StatsLine>,
     /// What has happened so far.
     stats: Stats,
+    /// The one read buffer lent to each connection holding little while it is read
+    /// (see `ReadBuf::lend`), so an idle or trickling connection costs only its
+    /// leftover bytes.
+    shared: ReadBuf,
     /// With unframed echo on Linux: the pipe that passes bytes back without copying
     /// them into user space (see `splice`).
     splicer: Option<splice::Splicer>,
@@ -323,6 +327,7 @@ impl<S: Service> Reactor<S> {
                 idle: config.idle_timeout,
                 frame: config.frame_timeout,
                 write: config.write_timeout,
+                quiet: None,
             },
             stats_line: config
                 .stats_interval
@@ -349,6 +354,7 @@ impl<S: Service> Reactor<S> {
             next_sweep: now + SWEEP_INTERVAL,
             stats: Stats::default(),
             splicer,
+            shared: ReadBuf::new(0),
         };
         Ok(Reactor { core, service })
     }
@@ -514,9 +520,11 @@ impl<S: Service> Reactor<S> {
             }
         }
         self.core.draining_until = Some(self.core.now + self.core.config.drain_timeout);
+        self.core.timeouts.quiet = Some(serve::SHUTDOWN_QUIET);
         // Every connection goes on being served: what it sent before the shutdown is
         // answered, and it starts to close once it has nothing more to read, no frame
-        // half received and everything written (`Core::settle`).
+        // half received and everything written, and nothing has come in or gone out
+        // for `SHUTDOWN_QUIET` (`Core::settle`).
         for key in self.core.stream_keys() {
             if let Some(conn) = stream_mut(&mut self.core.entries, key) {
                 conn.readable = true;
@@ -659,12 +667,16 @@ impl Core {
             }
             conn.clock.armed = None;
             match conn.deadline(&self.timeouts) {
+                Some((deadline, Expiry::Quiet)) if deadline <= self.now => {
+                    conn.clock.armed = None;
+                    self.settle(key);
+                }
                 Some((deadline, expiry)) if deadline <= self.now => {
                     match expiry {
                         Expiry::Idle => self.stats.idle_timeouts += 1,
                         Expiry::Frame => self.stats.frame_timeouts += 1,
                         Expiry::Write => self.stats.write_timeouts += 1,
-                        Expiry::Linger => {}
+                        Expiry::Linger | Expiry::Quiet => {}
                     }
                     // A goodbye can still be written after an idle or frame timeout (not
                     // when writes stall); the connection then closes as any drain does.

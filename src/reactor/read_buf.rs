@@ -21,6 +21,13 @@ pub const MIN_CHUNK: usize = 16 << 10;
 /// (fewer, larger reads and writes), measured side by side. Frames larger than this
 /// grow the buffer with the bytes that arrive.
 pub const MAX_CHUNK: usize = 256 << 10;
+/// A connection holding at most this many pending bytes reads through the reactor's
+/// shared buffer ([`ReadBuf::lend`]) and keeps only what is left over, in a buffer of
+/// its own sized to it, as Redis does with its shared query buffer: a connection that
+/// sent one header byte costs one byte, not a 16 KiB read buffer. A connection with
+/// more pending (a large frame on its way) keeps reading into its own buffer, so no
+/// large frame is copied back and forth.
+pub const LEND_MAX: usize = 4 << 10;
 /// An empty buffer with more capacity than this (left by a large frame) is released.
 const RELEASE_ABOVE: usize = 4 * MAX_CHUNK;
 /// A `Bytes` split off the buffer keeps the buffer's whole allocation alive for as
@@ -60,6 +67,51 @@ impl ReadBuf {
             limit: max_pending.saturating_add(MAX_CHUNK),
             carved: 0,
         }
+    }
+
+    /// True when this connection should read through the shared buffer: it holds
+    /// little (see [`LEND_MAX`]).
+    pub fn wants_shared(&self) -> bool {
+        self.end - self.start <= LEND_MAX
+    }
+
+    /// Puts `shared` (empty, the reactor's one shared buffer) in this buffer's place,
+    /// holding this buffer's pending bytes; this buffer's own memory is let go.
+    pub fn lend(&mut self, shared: &mut ReadBuf) {
+        shared.start = 0;
+        shared.end = 0;
+        shared.limit = self.limit;
+        shared.chunk = MAX_CHUNK;
+        let pending = self.end - self.start;
+        if shared.buf.len() < pending + MIN_CHUNK {
+            shared.make_room();
+        }
+        if let (Some(dst), Some(src)) = (
+            shared.buf.get_mut(..pending),
+            self.buf.get(self.start..self.end),
+        ) {
+            dst.copy_from_slice(src);
+            shared.end = pending;
+        }
+        std::mem::swap(self, shared);
+        shared.drop_buffer();
+    }
+
+    /// Gives the shared buffer back into `shared` after [`ReadBuf::lend`], keeping a
+    /// copy of the pending bytes in an allocation of exactly their size.
+    pub fn give_back(&mut self, shared: &mut ReadBuf) {
+        let kept = ReadBuf {
+            buf: BytesMut::from(self.data()),
+            start: 0,
+            end: self.end - self.start,
+            chunk: MIN_CHUNK,
+            limit: self.limit,
+            carved: 0,
+        };
+        *shared = std::mem::replace(self, kept);
+        shared.start = 0;
+        shared.end = 0;
+        shared.release_if_oversized();
     }
 
     /// Received bytes not yet consumed.
@@ -343,6 +395,41 @@ mod tests {
         };
         assert_eq!(buf.read_from(&mut more).unwrap(), (5, false));
         assert_eq!(buf.data(), b"again");
+    }
+
+    #[test]
+    fn a_buffer_lent_the_shared_one_keeps_only_its_leftover() {
+        let mut shared = ReadBuf::new(1 << 20);
+        let mut own = ReadBuf::new(1 << 20);
+        let mut src = Trickle {
+            data: b"abc",
+            step: 1,
+        };
+        own.read_from(&mut src).unwrap();
+        assert!(own.wants_shared());
+        own.lend(&mut shared);
+        assert_eq!(own.data(), b"a", "pending bytes move with the loan");
+        own.read_from(&mut src).unwrap();
+        own.read_from(&mut src).unwrap();
+        assert_eq!(own.data(), b"abc");
+        assert!(
+            own.buf.capacity() >= MAX_CHUNK / 2,
+            "reads offer the shared room"
+        );
+        own.discard(1);
+        own.give_back(&mut shared);
+        assert_eq!(own.data(), b"bc");
+        assert!(
+            own.buf.capacity() < 64,
+            "two pending bytes cost about two bytes, not {}",
+            own.buf.capacity()
+        );
+        assert!(shared.is_empty() && shared.buf.capacity() >= MAX_CHUNK / 2);
+        // Lent again, the leftover comes first and the shared room is reused.
+        own.lend(&mut shared);
+        assert_eq!(own.data(), b"bc");
+        own.give_back(&mut shared);
+        assert_eq!(own.data(), b"bc");
     }
 
     #[test]

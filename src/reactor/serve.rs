@@ -27,6 +27,10 @@ pub(super) const SPLICE_FROM: usize = 4096;
 /// How long a closing connection may keep sending after our side has shut down, before
 /// it is closed anyway.
 pub(super) const LINGER: Duration = Duration::from_secs(2);
+/// During a shutdown a caught-up connection is closed once nothing has come in or gone
+/// out for this long: a peer still sending (its writer about to run again) is not cut
+/// between two of its writes.
+pub(super) const SHUTDOWN_QUIET: Duration = Duration::from_millis(250);
 /// Stale timer entries tolerated beyond twice the live connections before a sweep.
 const STALE_TIMERS_SLACK: usize = 1024;
 
@@ -53,7 +57,11 @@ impl<S: Service> Reactor<S> {
     /// (a syscall per event at one frame in flight). Not after a hang-up was reported:
     /// then reading goes on to the end of stream.
     pub(super) fn serve(&mut self, key: usize, budget: usize) {
+        let lent = self.core.lend_shared(key);
         self.read_and_frame(key, budget);
+        if lent {
+            self.core.take_back_shared(key);
+        }
         self.core.settle(key);
     }
 
@@ -259,6 +267,28 @@ impl<S: Service> Reactor<S> {
 }
 
 impl Core {
+    /// Lends the shared read buffer to connection `key` if it holds little: true if
+    /// it did, and then [`Core::take_back_shared`] must follow before any other
+    /// connection is read.
+    fn lend_shared(&mut self, key: usize) -> bool {
+        let Some(conn) = stream_mut(&mut self.entries, key) else {
+            return false;
+        };
+        if !conn.wants_read() || !conn.input.wants_shared() {
+            return false;
+        }
+        conn.input.lend(&mut self.shared);
+        true
+    }
+
+    /// Takes the shared read buffer back from connection `key`, which keeps only its
+    /// leftover bytes.
+    fn take_back_shared(&mut self, key: usize) {
+        if let Some(conn) = stream_mut(&mut self.entries, key) {
+            conn.input.give_back(&mut self.shared);
+        }
+    }
+
     /// Echoes what one connection has sent with `splice`, its bytes never copied into
     /// user space: what the socket would not take back is queued, so later input takes
     /// the copying path behind it. The bytes read, or `None` when reading is over for
@@ -577,14 +607,14 @@ impl Core {
         let Some(conn) = stream_mut(&mut self.entries, key) else {
             return;
         };
-        if conn.phase == Phase::Open
-            && !conn.readable
-            && !conn.paused
-            && conn.is_flushed()
-            && !conn.is_mid_frame()
-        {
+        if conn.phase != Phase::Open || !conn.is_caught_up() {
+            return;
+        }
+        if conn.clock.last_frame + SHUTDOWN_QUIET <= self.now {
             self.goodbye(key, "shutdown");
             self.drain(key);
+        } else {
+            self.rearm(key); // `Expiry::Quiet` brings it back here
         }
     }
 

@@ -21,6 +21,8 @@ pub enum Expiry {
     Write,
     /// A closing connection's peer did not finish sending in time.
     Linger,
+    /// During a shutdown: a caught-up connection has been quiet long enough to close.
+    Quiet,
 }
 
 impl fmt::Display for Expiry {
@@ -30,6 +32,7 @@ impl fmt::Display for Expiry {
             Expiry::Frame => "frame timeout: a frame started and did not complete",
             Expiry::Write => "write timeout: pending output made no progress",
             Expiry::Linger => "linger timeout",
+            Expiry::Quiet => "quiet through the shutdown",
         })
     }
 }
@@ -43,6 +46,8 @@ pub struct Timeouts {
     pub frame: Option<Duration>,
     /// See [`Expiry::Write`].
     pub write: Option<Duration>,
+    /// See [`Expiry::Quiet`]: set only once a shutdown has begun.
+    pub quiet: Option<Duration>,
 }
 
 /// A connection's timestamps, from which its deadline follows.
@@ -178,6 +183,7 @@ mod tests {
             idle: Some(60 * SEC),
             frame: Some(30 * SEC),
             write: Some(10 * SEC),
+            quiet: None,
         };
         let mut clock = Clock::new(t0);
         assert_eq!(clock.deadline(&limits), Some((t0 + 60 * SEC, Expiry::Idle)));
