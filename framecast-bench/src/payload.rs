@@ -235,7 +235,7 @@ enum Sums {
 impl Pattern {
     /// The filler for payloads of `min..=max` bytes in `format`. With a single size,
     /// the filler checksum of each shift is computed once: here for sizes up to
-    /// [`EAGER_TABLE_MAX`], when first needed for larger ones.
+    /// `EAGER_TABLE_MAX` (16 KiB), when first needed for larger ones.
     pub fn new(format: Format, min: usize, max: usize) -> Pattern {
         let mut state = 0x2545_f491_4f6c_dd1d_u64;
         let bytes = (0..max + PATTERN_SHIFTS)

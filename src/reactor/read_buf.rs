@@ -70,7 +70,7 @@ impl ReadBuf {
     }
 
     /// True when this connection should read through the shared buffer: it holds
-    /// little (see [`LEND_MAX`]).
+    /// little (at most `LEND_MAX` bytes).
     pub fn wants_shared(&self) -> bool {
         self.end - self.start <= LEND_MAX
     }
