@@ -10,7 +10,8 @@
 #
 # Scenarios: echo u32be 512 B over 50 connections at depth 1, 16 and 256, and broadcast
 # 1 -> 100 subscribers with 128 B frames at depth 16. Environment: RUNS (5), DURATION
-# (4), WARMUP (1), SERVER_CPU (0), BENCH_CPU (1). Every process the script starts is
+# (4), WARMUP (1), ONLY (run only the scenarios whose label contains it), SERVER_CPU (0),
+# BENCH_CPU (1). Every process the script starts is
 # killed by its PID when a run ends or the script exits.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -78,6 +79,7 @@ SCENARIOS=("echo depth 1|echo|-c 50 -P 1 --size 512"
   "bcast 1->100|broadcast|--scenario broadcast --publishers 1 --subscribers 100 --depth 16 --size 128")
 for scenario in "${SCENARIOS[@]}"; do
   IFS='|' read -r label mode flags <<<"$scenario"
+  [[ -z "${ONLY:-}" || "$label" == *"$ONLY"* ]] || continue
   rm -f "$WORK/A" "$WORK/B"
   for _ in $(seq "$RUNS"); do
     # shellcheck disable=SC2086 # flags are words on purpose

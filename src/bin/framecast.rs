@@ -85,11 +85,23 @@ struct Args {
     #[arg(long)]
     echo_self: bool,
 
-    /// In broadcast mode, what happens to a client whose backlog (output waiting behind
-    /// the frames being written to it) passes --max-output: disconnect it, or drop whole
-    /// frames for it until it catches up.
-    #[arg(long, value_name = "POLICY", default_value = "disconnect")]
+    /// In broadcast mode, what happens when a client's backlog (output waiting behind
+    /// the frames being written to it) passes --max-output: pace (lossless: its
+    /// publishers are read no further until it drains below half; one that keeps a
+    /// publisher waiting past --slow-consumer-timeout is closed), disconnect it, or drop
+    /// whole frames for it until it catches up.
+    #[arg(long, value_name = "POLICY", default_value = "pace")]
     slow_consumer: SlowConsumer,
+
+    /// With --slow-consumer pace: how long a client may keep a publisher waiting in one
+    /// stretch before it is closed.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "2s")]
+    slow_consumer_timeout: Duration,
+
+    /// In broadcast mode, rooms: a client's first frame (1 to 255 bytes) names the room
+    /// it joins and goes to nobody; its frames then go only to that room.
+    #[arg(long)]
+    rooms: bool,
 
     /// How frames are delimited: u8, u16be, u16le, u32be, u32le, u64be, u64le, line,
     /// fixed:N or raw.
@@ -183,6 +195,8 @@ struct Setup {
     mode: Mode,
     echo_self: bool,
     slow_consumer: SlowConsumer,
+    slow_consumer_timeout: Duration,
+    rooms: bool,
     greeting: Option<String>,
 }
 
@@ -209,6 +223,9 @@ impl Args {
                 "'--echo-self' needs '--mode broadcast' (echo mode always answers the sender)"
                     .into(),
             ));
+        }
+        if self.rooms && self.mode != Mode::Broadcast {
+            return Err(invalid("'--rooms' needs '--mode broadcast'".into()));
         }
         if self.splice && (self.mode != Mode::Echo || self.greeting.is_some()) {
             return Err(invalid(
@@ -256,6 +273,8 @@ impl Args {
             mode: self.mode,
             echo_self: self.echo_self,
             slow_consumer: self.slow_consumer,
+            slow_consumer_timeout: self.slow_consumer_timeout,
+            rooms: self.rooms,
             greeting: self.greeting,
         })
     }
@@ -376,7 +395,11 @@ fn main() -> ExitCode {
         (Mode::Echo, None) => serve(config, Echo, &banner),
         (Mode::Echo, Some(text)) => serve(config, Greeting::new(text, Echo), &banner),
         (Mode::Broadcast, greeting) => {
-            let room = Broadcast::new(setup.echo_self, setup.slow_consumer);
+            let mut room = Broadcast::new(setup.echo_self, setup.slow_consumer)
+                .slow_consumer_timeout(setup.slow_consumer_timeout);
+            if setup.rooms {
+                room = room.with_rooms();
+            }
             match greeting {
                 None => serve(config, room, &banner),
                 Some(text) => serve(config, Greeting::new(text, room), &banner),

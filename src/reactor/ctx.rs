@@ -328,6 +328,17 @@ impl Ctx<'_> {
         }
     }
 
+    /// Closes `conn` for a policy reason (a slow consumer, say): with
+    /// `Config::goodbye`, what waits behind the chunk being written is dropped and a
+    /// last frame `framecast: closing: WHY` follows that chunk, then the connection
+    /// closes as [`Ctx::close`] does; without it, as [`Ctx::close_now`] with `closed`.
+    pub fn close_for(&mut self, conn: ConnId, why: &str, closed: Closed) {
+        if let Some(key) = self.core.key_of(conn) {
+            debug!("token {key}: closing ({why})");
+            self.core.policy_close(key, why, closed);
+        }
+    }
+
     /// Calls [`Service::on_timer`] with `tag` at `when` (or at the first loop turn
     /// after it). Timers cannot be cancelled: a service ignores a tag it no longer
     /// expects.

@@ -56,6 +56,17 @@ impl Output {
         }
     }
 
+    /// Drops everything behind the chunk being written (which must finish, or the
+    /// peer would get half a frame): for a connection closed by a policy, whose
+    /// backlog is not going to be read. Returns the bytes dropped.
+    pub fn keep_front(&mut self) -> usize {
+        let kept = self.queue.front().map_or(0, Bytes::len);
+        self.queue.truncate(1);
+        let dropped = self.len - kept;
+        self.len = kept;
+        dropped
+    }
+
     /// True when nothing is waiting to be written.
     pub fn is_empty(&self) -> bool {
         self.len == 0

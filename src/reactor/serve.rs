@@ -635,6 +635,21 @@ impl Core {
         }
     }
 
+    /// Closes connection `key` for a policy reason: with a goodbye (its backlog
+    /// dropped so the goodbye is the next thing it reads), else at once as `closed`.
+    pub(super) fn policy_close(&mut self, key: usize, why: &str, closed: Closed) {
+        if !self.config.goodbye {
+            self.close(key, closed);
+            return;
+        }
+        if let Some(conn) = stream_mut(&mut self.entries, key) {
+            conn.output.keep_front();
+            conn.bodies.clear();
+        }
+        self.goodbye(key, why);
+        self.drain(key);
+    }
+
     /// Marks a connection closed; the service is told and it is deregistered and
     /// dropped before the next poll, so its key cannot be reused while an event for it
     /// may still be in hand.

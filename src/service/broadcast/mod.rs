@@ -1,0 +1,473 @@
+//! Broadcast: every frame goes to the other members of its sender's room (and back to
+//! the sender with `echo_self`), as one refcounted `Bytes` shared by all recipients.
+//! Without rooms everyone is in one room; with them ([`Broadcast::with_rooms`]) a
+//! client's first frame names its room.
+//!
+//! A recipient whose backlog passes `max_output` meets the slow-consumer policy
+//! ([`SlowConsumer`]). The default, `pace`, loses nothing: the frame is queued anyway
+//! and its publisher is read no further (TCP pushes back on it) until every recipient
+//! holding it is back under half the cap; a recipient that holds a publisher for
+//! longer than the timeout in one stretch is closed. So the room moves at the pace of
+//! its slowest live reader, and memory stays within the cap plus one read per
+//! publisher. The sender's own echo is held back by the reactor's backpressure like
+//! any output of its own.
+
+mod policy;
+
+use std::collections::HashMap;
+use std::mem;
+use std::time::Duration;
+
+use bytes::Bytes;
+use log::{debug, info};
+use slab::Slab;
+
+pub use policy::{Offer, ParseNameError, SlowConsumer};
+
+use super::{Closed, ConnId, Ctx, Frames, Service};
+use crate::reactor::CHUNK_COST;
+
+/// How long a recipient may keep a publisher waiting in one stretch (policy `pace`).
+pub const DEFAULT_SLOW_CONSUMER_TIMEOUT: Duration = Duration::from_secs(2);
+/// The longest room name, in bytes.
+pub const MAX_ROOM_NAME: usize = 255;
+
+/// The broadcast service (`--mode broadcast`).
+#[derive(Debug)]
+pub struct Broadcast {
+    /// Also send each frame back to its sender.
+    echo_self: bool,
+    /// What happens to a recipient past the output cap.
+    policy: SlowConsumer,
+    /// Policy `pace`: how long a recipient may hold a publisher in one stretch.
+    timeout: Duration,
+    /// Rooms are named by each client's first frame; else everyone is in room 0.
+    named: bool,
+    rooms: Slab<Room>,
+    by_name: HashMap<Bytes, usize>,
+    /// Per connection, by its key.
+    slots: Vec<Option<Member>>,
+}
+
+/// One room: its members in the order they joined, the recipients of its frames.
+#[derive(Debug, Default)]
+struct Room {
+    name: Bytes,
+    members: Vec<ConnId>,
+    /// Frames published in it.
+    frames: u64,
+}
+
+/// What the service keeps for one connection.
+#[derive(Debug)]
+struct Member {
+    id: ConnId,
+    /// Its room and its index in that room's `members`; `None` until it joins.
+    room: Option<(usize, usize)>,
+    /// Frames are being skipped for it until it catches up (policy `drop`).
+    dropping: bool,
+    /// Frames skipped for it so far, for the log when it leaves.
+    dropped: u64,
+    /// Publishers it holds (policy `pace`): they wait until it drains.
+    holding: Vec<ConnId>,
+    /// As a publisher: the recipients it waits for.
+    waits_on: Vec<ConnId>,
+    /// Counts its holding stretches, so the timer of an ended one is ignored.
+    stretch: u32,
+}
+
+/// A room as [`Broadcast::rooms`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomStats {
+    /// Its name (empty for the one room without `--rooms`).
+    pub name: Bytes,
+    /// Connections in it now.
+    pub members: usize,
+    /// Frames published in it so far.
+    pub frames: u64,
+}
+
+impl Broadcast {
+    /// One room for everyone, no members yet.
+    pub fn new(echo_self: bool, policy: SlowConsumer) -> Self {
+        let mut rooms = Slab::new();
+        rooms.insert(Room::default());
+        Broadcast {
+            echo_self,
+            policy,
+            timeout: DEFAULT_SLOW_CONSUMER_TIMEOUT,
+            named: false,
+            rooms,
+            by_name: HashMap::new(),
+            slots: Vec::new(),
+        }
+    }
+
+    /// Rooms instead of one room: each client's first frame (1 to
+    /// [`MAX_ROOM_NAME`] bytes) names the room it joins, and goes to nobody.
+    #[must_use]
+    pub fn with_rooms(mut self) -> Self {
+        self.named = true;
+        self.rooms.clear();
+        self
+    }
+
+    /// How long a recipient may keep a publisher waiting in one stretch under `pace`.
+    #[must_use]
+    pub fn slow_consumer_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Connections in a room now.
+    pub fn len(&self) -> usize {
+        self.rooms.iter().map(|(_, r)| r.members.len()).sum()
+    }
+
+    /// True when nobody is in any room.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The rooms now, with their members and frames.
+    pub fn rooms(&self) -> Vec<RoomStats> {
+        self.rooms
+            .iter()
+            .map(|(_, r)| RoomStats {
+                name: r.name.clone(),
+                members: r.members.len(),
+                frames: r.frames,
+            })
+            .collect()
+    }
+
+    fn member(&mut self, id: ConnId) -> Option<&mut Member> {
+        self.slots
+            .get_mut(id.key())
+            .and_then(Option::as_mut)
+            .filter(|m| m.id == id)
+    }
+
+    /// Sends `frames` (`count` of them) from `from` to its room.
+    fn publish(&mut self, ctx: &mut Ctx<'_>, from: ConnId, frames: Bytes, count: u64) {
+        let Some((room, _)) = self.member(from).and_then(|m| m.room) else {
+            return;
+        };
+        self.fan_out(ctx, room, from, &frames, count);
+        if self.echo_self {
+            ctx.send(from, frames);
+        }
+    }
+
+    /// Offers `frames` to every member of `room` but `from`.
+    fn fan_out(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        room: usize,
+        from: ConnId,
+        frames: &Bytes,
+        count: u64,
+    ) {
+        let (cap, policy) = (ctx.config().max_output, self.policy);
+        let cost = frames.len() + CHUNK_COST;
+        let Some(members) = self.rooms.get_mut(room).map(|r| {
+            r.frames += count;
+            r.members.len()
+        }) else {
+            return;
+        };
+        for i in 0..members {
+            let Some(to) = self.rooms.get(room).and_then(|r| r.members.get(i).copied()) else {
+                break;
+            };
+            let Some(backlog) = ctx.backlog(to).filter(|_| to != from) else {
+                continue;
+            };
+            let Some(member) = self.member(to) else {
+                continue;
+            };
+            if member.dropping && SlowConsumer::resumes(backlog, cap) {
+                debug!(
+                    "{}: caught up after {} skipped frames",
+                    peer(ctx, to),
+                    member.dropped
+                );
+                member.dropping = false;
+            }
+            match policy.offer(cost, backlog, cap, member.dropping) {
+                Offer::Queue => {
+                    ctx.send(to, frames.clone());
+                }
+                Offer::QueueAndHold => {
+                    ctx.send(to, frames.clone());
+                    self.hold(ctx, from, to);
+                }
+                Offer::Skip => {
+                    if !mem::replace(&mut member.dropping, true) {
+                        debug!(
+                            "{}: slow consumer: a backlog of {backlog} bytes, skipping frames",
+                            peer(ctx, to)
+                        );
+                    }
+                    member.dropped += count;
+                    ctx.stats_mut().frames_dropped += count;
+                }
+                Offer::Disconnect => {
+                    info!(
+                        "{}: slow consumer: a backlog of {backlog} bytes would pass the cap of {cap} bytes; disconnecting",
+                        peer(ctx, to)
+                    );
+                    ctx.stats_mut().slow_disconnects += 1;
+                    let why =
+                        format!("slow consumer (backlog {backlog} B would pass the {cap} B cap)");
+                    ctx.close_for(to, &why, Closed::SlowConsumer);
+                }
+            }
+        }
+    }
+
+    /// Policy `pace`: `publisher` waits for `recipient`, which is past the cap.
+    fn hold(&mut self, ctx: &mut Ctx<'_>, publisher: ConnId, recipient: ConnId) {
+        let (now, timeout) = (ctx.now(), self.timeout);
+        let Some(r) = self.member(recipient) else {
+            return;
+        };
+        if r.holding.contains(&publisher) {
+            return;
+        }
+        r.holding.push(publisher);
+        if r.holding.len() == 1 {
+            r.stretch = r.stretch.wrapping_add(1);
+            ctx.set_timer(now + timeout, timer_tag(recipient, r.stretch));
+        }
+        if let Some(p) = self.member(publisher) {
+            p.waits_on.push(recipient);
+            if p.waits_on.len() == 1 {
+                ctx.pause(publisher);
+            }
+        }
+    }
+
+    /// `recipient` drained or left: the publishers it held may go on, each once nobody
+    /// else holds it.
+    fn release(&mut self, ctx: &mut Ctx<'_>, recipient: ConnId) {
+        let Some(r) = self.member(recipient) else {
+            return;
+        };
+        for publisher in mem::take(&mut r.holding) {
+            if let Some(p) = self.member(publisher) {
+                p.waits_on.retain(|&x| x != recipient);
+                if p.waits_on.is_empty() {
+                    ctx.resume(publisher);
+                }
+            }
+        }
+    }
+
+    /// `publisher` left: the recipients holding it hold it no more.
+    fn forget(&mut self, publisher: ConnId) {
+        let Some(p) = self.member(publisher) else {
+            return;
+        };
+        for recipient in mem::take(&mut p.waits_on) {
+            if let Some(r) = self.member(recipient) {
+                r.holding.retain(|&x| x != publisher);
+            }
+        }
+    }
+
+    /// `conn` joins the room its first frame names; false (and `conn` is closed) if
+    /// the name is empty or too long.
+    fn join_named(&mut self, ctx: &mut Ctx<'_>, conn: ConnId, name: &[u8]) -> bool {
+        if name.is_empty() || name.len() > MAX_ROOM_NAME {
+            info!(
+                "{}: a room name of {} bytes (1 to {MAX_ROOM_NAME}); closing",
+                peer(ctx, conn),
+                name.len()
+            );
+            ctx.close_for(conn, "a room name is 1 to 255 bytes", Closed::Service);
+            return false;
+        }
+        let room = match self.by_name.get(name) {
+            Some(&room) => room,
+            None => {
+                let name = Bytes::copy_from_slice(name);
+                let room = self.rooms.insert(Room {
+                    name: name.clone(),
+                    ..Room::default()
+                });
+                self.by_name.insert(name, room);
+                room
+            }
+        };
+        self.join(conn, room);
+        if let Some(r) = self.rooms.get(room) {
+            debug!(
+                "{}: joined room {:?} ({} members)",
+                peer(ctx, conn),
+                String::from_utf8_lossy(name),
+                r.members.len()
+            );
+        }
+        true
+    }
+
+    fn join(&mut self, conn: ConnId, room: usize) {
+        let Some(members) = self.rooms.get_mut(room).map(|r| &mut r.members) else {
+            return;
+        };
+        let at = members.len();
+        members.push(conn);
+        if let Some(m) = self.member(conn) {
+            m.room = Some((room, at));
+        }
+    }
+
+    /// Takes `conn` out of its room, and the room away once it is empty (with rooms).
+    fn leave(&mut self, conn: ConnId, room: usize, at: usize) {
+        let Some(r) = self.rooms.get_mut(room) else {
+            return;
+        };
+        if r.members.get(at) != Some(&conn) {
+            return;
+        }
+        r.members.swap_remove(at);
+        let moved = r.members.get(at).copied();
+        let empty = r.members.is_empty();
+        if let Some(m) = moved.and_then(|moved| self.member(moved)) {
+            m.room = Some((room, at));
+        }
+        if empty && self.named {
+            let r = self.rooms.remove(room);
+            self.by_name.remove(&r.name);
+            debug!(
+                "room {:?} closed after {} frames",
+                String::from_utf8_lossy(&r.name),
+                r.frames
+            );
+        }
+    }
+}
+
+impl Service for Broadcast {
+    fn on_open(&mut self, _ctx: &mut Ctx<'_>, conn: ConnId, _peer: std::net::SocketAddr) {
+        if self.slots.len() <= conn.key() {
+            self.slots.resize_with(conn.key() + 1, || None);
+        }
+        self.slots[conn.key()] = Some(Member {
+            id: conn,
+            room: None,
+            dropping: false,
+            dropped: 0,
+            holding: Vec::new(),
+            waits_on: Vec::new(),
+            stretch: 0,
+        });
+        if !self.named {
+            self.join(conn, 0);
+        }
+    }
+
+    fn on_frames(&mut self, ctx: &mut Ctx<'_>, conn: ConnId, frames: Frames) {
+        match self.member(conn).map(|m| m.room.is_some()) {
+            Some(true) => {
+                let count = frames.count() as u64;
+                let frames = ctx.take(frames);
+                self.publish(ctx, conn, frames, count);
+            }
+            Some(false) => {
+                let mut frames = ctx.split(frames);
+                let joined = frames
+                    .next()
+                    .is_some_and(|first| self.join_named(ctx, conn, first.payload()));
+                if joined {
+                    for frame in frames {
+                        self.publish(ctx, conn, frame.wire().clone(), 1);
+                    }
+                }
+            }
+            None => {}
+        }
+    }
+
+    fn on_drain(&mut self, ctx: &mut Ctx<'_>, conn: ConnId) {
+        self.release(ctx, conn);
+    }
+
+    fn on_close(&mut self, ctx: &mut Ctx<'_>, conn: ConnId, _why: &Closed) {
+        self.release(ctx, conn);
+        self.forget(conn);
+        let Some(member) = self.slots.get_mut(conn.key()).and_then(Option::take) else {
+            return;
+        };
+        if member.id != conn {
+            self.slots[conn.key()] = Some(member);
+            return;
+        }
+        if let Some((room, at)) = member.room {
+            self.leave(conn, room, at);
+        }
+        if member.dropped > 0 {
+            debug!(
+                "{}: left; {} frames skipped for it",
+                peer(ctx, conn),
+                member.dropped
+            );
+        }
+    }
+
+    fn on_timer(&mut self, ctx: &mut Ctx<'_>, tag: u64) {
+        let (key, stretch) = (tag >> 32, tag as u32);
+        let Some(m) = usize::try_from(key)
+            .ok()
+            .and_then(|k| self.slots.get(k))
+            .and_then(Option::as_ref)
+        else {
+            return;
+        };
+        if m.stretch != stretch || m.holding.is_empty() {
+            return;
+        }
+        let (id, held) = (m.id, m.holding.len());
+        let (cap, backlog) = (ctx.config().max_output, ctx.backlog(m.id).unwrap_or(0));
+        let secs = self.timeout.as_secs_f64();
+        info!(
+            "{}: slow consumer: kept {held} publisher(s) waiting for {secs} s with a backlog of {backlog} bytes (cap {cap}); disconnecting",
+            peer(ctx, id)
+        );
+        ctx.stats_mut().slow_disconnects += 1;
+        self.release(ctx, id);
+        self.forget(id);
+        let why = format!("slow consumer (backlog {backlog} B over the {cap} B cap for {secs} s)");
+        ctx.close_for(id, &why, Closed::SlowConsumer);
+    }
+
+    fn describe(&self) -> String {
+        let rooms = if self.named {
+            "rooms named by the first frame"
+        } else {
+            "one room"
+        };
+        match self.policy {
+            SlowConsumer::Pace => format!(
+                "broadcast ({rooms}, echo-self {}, slow consumers: pace, {} s)",
+                self.echo_self,
+                self.timeout.as_secs_f64()
+            ),
+            policy => format!(
+                "broadcast ({rooms}, echo-self {}, slow consumers: {policy})",
+                self.echo_self
+            ),
+        }
+    }
+}
+
+/// The tag of `recipient`'s timer for holding stretch `stretch`.
+fn timer_tag(recipient: ConnId, stretch: u32) -> u64 {
+    ((recipient.key() as u64) << 32) | u64::from(stretch)
+}
+
+fn peer(ctx: &Ctx<'_>, conn: ConnId) -> String {
+    ctx.peer(conn)
+        .map_or_else(|| conn.to_string(), |p| p.to_string())
+}
