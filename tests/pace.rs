@@ -232,3 +232,41 @@ fn a_stopped_reader_in_one_room_never_slows_another() {
     // And room a is still held: its publisher still cannot send.
     assert_eq!(common::write_until_blocked(&mut pa, &frame, 1 << 20), 0);
 }
+
+#[test]
+fn two_benches_in_two_rooms_see_only_their_own_frames() {
+    // Each bench checks every frame it receives against the publishers it knows: a
+    // frame from the other room's publishers would be an error, a lost one too.
+    let daemon = Daemon::start(&["--mode", "broadcast", "--rooms"]);
+    let addr = daemon.addr.to_string();
+    let runs: Vec<_> = ["one", "two"]
+        .into_iter()
+        .map(|room| {
+            let addr = addr.clone();
+            thread::spawn(move || {
+                common::run_bench(&[
+                    &addr,
+                    "--json",
+                    "--scenario",
+                    "broadcast",
+                    "--publishers",
+                    "2",
+                    "--subscribers",
+                    "5",
+                    "--room",
+                    room,
+                    "--duration",
+                    "1",
+                    "--warmup",
+                    "0.2",
+                ])
+            })
+        })
+        .collect();
+    for run in runs {
+        let run = run.join().expect("bench");
+        assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+        assert!(run.number("frames_received") > 0.0, "{}", run.stdout);
+        assert_eq!(run.number("total"), 0.0, "{}", run.stdout);
+    }
+}

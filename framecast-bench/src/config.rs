@@ -25,6 +25,8 @@ pub const MAX_SOURCES: usize = 4096;
 /// Most connections one run may open; far above what loopback tests need, low enough
 /// that a typo cannot exhaust the file descriptor table.
 pub const MAX_CONNECTIONS: usize = 100_000;
+/// The longest room name `framecast --rooms` takes.
+pub const MAX_ROOM_NAME: usize = 255;
 /// Most broadcast publishers: every receiving connection tracks each one's sequence,
 /// and the flow-control board holds one slot per publisher and thread.
 pub const MAX_PUBLISHERS: usize = 1024;
@@ -219,6 +221,9 @@ pub struct BenchConfig {
     pub sources: Vec<IpAddr>,
     /// A shortfall against the open loop's rate counts as a failed run.
     pub strict: bool,
+    /// Broadcast against `framecast --rooms`: every connection's first frame, the name
+    /// of the room it joins (sent before the run, never counted or checked).
+    pub room: Option<Vec<u8>>,
 }
 
 impl BenchConfig {
@@ -239,6 +244,7 @@ impl BenchConfig {
             seed: 1,
             sources: Vec::new(),
             strict: false,
+            room: None,
         }
     }
 
@@ -323,6 +329,22 @@ impl BenchConfig {
                         why: "one publisher needs at least one subscriber to deliver to".into(),
                     });
                 }
+            }
+        }
+        if let Some(room) = &self.room {
+            let why = if !matches!(self.scenario, Scenario::Broadcast { .. }) {
+                Some("a room is for the broadcast scenario".to_owned())
+            } else if room.is_empty() || room.len() > MAX_ROOM_NAME {
+                Some(format!("a room name is 1 to {MAX_ROOM_NAME} bytes"))
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                return Err(ConfigError::OutOfRange {
+                    flag: "--room",
+                    value: String::from_utf8_lossy(room).into_owned(),
+                    why,
+                });
             }
         }
         match self.load {

@@ -498,6 +498,26 @@ fn connect_one(target: SocketAddr, source: Option<IpAddr>) -> io::Result<StdTcpS
     Ok(stream)
 }
 
+/// Sends the frame that joins `room` on a new connection, before the run: a few bytes
+/// into an empty socket buffer, so one write takes them.
+fn join(mut stream: &StdTcpStream, framing: Framing, room: &[u8]) -> io::Result<()> {
+    use framecast::Encoder;
+    use std::io::Write;
+    let mut frame = bytes::BytesMut::new();
+    framecast::Codec::new(framing, room.len())
+        .encode(room, &mut frame)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    let n = stream.write(&frame)?;
+    if n == frame.len() {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::WriteZero,
+            "the join frame was not taken whole",
+        ))
+    }
+}
+
 /// A connection established: its id, its role, its socket.
 type Connected = (u32, Role, StdTcpStream);
 
@@ -551,6 +571,14 @@ fn connect_all(
             after: started.elapsed(),
             source,
         })?;
+        if let Some(room) = &config.room {
+            join(&stream, config.framing, room).map_err(|source| RunError::Connect {
+                addr: config.target,
+                established: n,
+                after: started.elapsed(),
+                source,
+            })?;
+        }
         streams.push((id, role, stream));
         if Instant::now() >= next_tick {
             progress(&format!(

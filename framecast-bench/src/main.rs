@@ -51,6 +51,11 @@ struct Args {
     #[arg(long, value_name = "S", default_value_t = 10)]
     subscribers: usize,
 
+    /// Broadcast against `framecast --rooms`: every connection first joins room NAME
+    /// (run several benches with different names for several rooms).
+    #[arg(long, value_name = "NAME")]
+    room: Option<String>,
+
     /// Closed loop: frames each connection keeps in flight (1 = ping-pong); broadcast:
     /// how far a publisher may run ahead of its slowest receiver.
     #[arg(long, short = 'P', value_name = "D", default_value_t = 1)]
@@ -227,6 +232,7 @@ impl Args {
             seed: self.seed,
             sources: self.source.map(|s| s.0).unwrap_or_default(),
             strict: self.strict,
+            room: self.room.map(String::into_bytes),
         };
         config.validate().map_err(|e| invalid(e.to_string()))?;
         if let Some(pid) = config.server_pid {

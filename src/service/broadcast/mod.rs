@@ -170,20 +170,18 @@ impl Broadcast {
     ) {
         let (cap, policy) = (ctx.config().max_output, self.policy);
         let cost = frames.len() + CHUNK_COST;
-        let Some(members) = self.rooms.get_mut(room).map(|r| {
-            r.frames += count;
-            r.members.len()
-        }) else {
+        let Some(r) = self.rooms.get_mut(room) else {
             return;
         };
-        for i in 0..members {
-            let Some(to) = self.rooms.get(room).and_then(|r| r.members.get(i).copied()) else {
-                break;
-            };
+        r.frames += count;
+        // Recipients that now hold the publisher (policy `pace`; rare, so no allocation
+        // unless there are some).
+        let mut holds = Vec::new();
+        for &to in &r.members {
             let Some(backlog) = ctx.backlog(to).filter(|_| to != from) else {
                 continue;
             };
-            let Some(member) = self.member(to) else {
+            let Some(member) = self.slots.get_mut(to.key()).and_then(Option::as_mut) else {
                 continue;
             };
             if member.dropping && SlowConsumer::resumes(backlog, cap) {
@@ -200,7 +198,7 @@ impl Broadcast {
                 }
                 Offer::QueueAndHold => {
                     ctx.send(to, frames.clone());
-                    self.hold(ctx, from, to);
+                    holds.push(to);
                 }
                 Offer::Skip => {
                     if !mem::replace(&mut member.dropping, true) {
@@ -223,6 +221,9 @@ impl Broadcast {
                     ctx.close_for(to, &why, Closed::SlowConsumer);
                 }
             }
+        }
+        for to in holds {
+            self.hold(ctx, from, to);
         }
     }
 
