@@ -57,8 +57,8 @@ pub struct Args {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub count: Option<u64>,
 
-    /// After the end of input, how long to wait for replies still due (restarted by
-    /// each arrival), e.g. 1s or 500ms
+    /// After the end of input, how long to wait for replies still due, e.g. 1s or
+    /// 500ms (restarted by each arrival while the echo of --send-file comes back)
     #[arg(long, value_name = "D", default_value = "1s", value_parser = parse_duration)]
     pub wait: Duration,
 

@@ -4,7 +4,7 @@
 //! [`Receiver`] and is shown, or compared against the file sent ([`EchoCheck`]).
 //!
 //! The run ends at the first of: `--count` frames received, the server's close, the
-//! `--wait` after our half-close passing quietly, `--timeout`, or a failure.
+//! `--wait` after our half-close running out, `--timeout`, or a failure.
 
 use std::io::{self, IsTerminal, Read, Write};
 use std::net::{Shutdown, TcpStream as StdTcpStream};
@@ -65,12 +65,13 @@ pub fn run(args: &Args) -> Result<(), Failure> {
     };
     let stream = connect(&args.addr, deadline)?;
     let poll = Poll::new().map_err(|e| Failure::Local(format!("cannot poll: {e}")))?;
-    let input = if args.is_scripted() {
-        None
+    let (input, waker) = if args.is_scripted() {
+        (None, None)
     } else {
         let waker = Waker::new(poll.registry(), WAKER)
+            .map(Arc::new)
             .map_err(|e| Failure::Local(format!("cannot poll: {e}")))?;
-        let input = input::spawn(Arc::new(waker))
+        let input = input::spawn(Arc::clone(&waker))
             .map_err(|e| Failure::Local(format!("cannot read stdin: {e}")))?;
         if io::stdin().is_terminal() && io::stderr().is_terminal() {
             eprintln!(
@@ -78,10 +79,11 @@ pub fn run(args: &Args) -> Result<(), Failure> {
                 args.addr, args.framing
             );
         }
-        Some(input)
+        (Some(input), Some(waker))
     };
     Session {
         poll,
+        _waker: waker,
         stream,
         interest: None,
         out,
@@ -186,6 +188,10 @@ struct LargeFrame {
 struct Session {
     /// Readiness of the socket and the waker.
     poll: Poll,
+    /// Kept for the whole run: the stdin thread drops its handle when it ends, and
+    /// closing the waker's last handle would unregister it, losing a wake-up still
+    /// unread (the last lines and the end of input).
+    _waker: Option<Arc<Waker>>,
     /// The connection.
     stream: TcpStream,
     /// What the socket is registered for (`None`: not yet), derived from the state.
@@ -208,7 +214,7 @@ struct Session {
     input: Option<mpsc::Receiver<Input>>,
     /// True once our side is half-closed: everything was sent.
     write_shut: bool,
-    /// After the half-close: when `--wait` runs out unless something arrives.
+    /// After the half-close: when `--wait` runs out (see `on_readable`).
     quiet_until: Option<Instant>,
     /// `--wait`.
     wait: Duration,
@@ -383,7 +389,9 @@ impl Session {
                 Err(e) => return Err(self.fail_connection("receiving", &e)),
             };
             self.rx.extend(&self.chunk[..n]);
-            if self.quiet_until.is_some() {
+            // `--wait` bounds the wait for replies, except for the file's echo: while
+            // it is still coming back, each arrival gives it another `--wait`.
+            if self.quiet_until.is_some() && self.echo.is_some() {
                 self.quiet_until = Some(Instant::now() + self.wait);
             }
             if let Stop::Done = self.take_frames()? {
@@ -578,7 +586,7 @@ impl Session {
         Ok(())
     }
 
-    /// `--wait` passed with nothing arriving after our half-close.
+    /// `--wait` ran out after our half-close.
     fn end_of_wait(&self) -> Result<(), Failure> {
         match &self.echo {
             Some(check) => Err(Failure::Mismatch(format!(
