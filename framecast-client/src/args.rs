@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use framecast::codec::Framing;
-use framecast::config::{DEFAULT_LISTEN, DEFAULT_MAX_FRAME};
+use framecast::config::DEFAULT_LISTEN;
 use framecast::units::{parse_duration, parse_size};
 
 use crate::target::{parse_target, Target};
@@ -68,7 +68,8 @@ pub struct Args {
 
     /// Largest frame shown whole; a larger one is reported by size (and still checked
     /// against --send-file)
-    #[arg(long, value_name = "SIZE", default_value_t = DEFAULT_MAX_FRAME, value_parser = parse_size)]
+    // Written as the daemon's `--help` writes its default (a test holds them equal).
+    #[arg(long, value_name = "SIZE", default_value = "8MiB", value_parser = parse_size)]
     pub max_frame: usize,
 }
 
@@ -88,6 +89,7 @@ fn parse_framing(text: &str) -> Result<Framing, String> {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+    use framecast::config::DEFAULT_MAX_FRAME;
 
     #[test]
     fn the_command_line_is_consistent() {
@@ -100,6 +102,7 @@ mod tests {
         assert_eq!(args.addr.to_string(), DEFAULT_LISTEN);
         assert_eq!(args.framing, Framing::default());
         assert_eq!(args.wait, Duration::from_secs(1));
+        assert_eq!(args.max_frame, DEFAULT_MAX_FRAME);
         assert!(!args.is_scripted());
     }
 

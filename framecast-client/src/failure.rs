@@ -4,7 +4,7 @@ use std::fmt;
 use std::io;
 use std::time::Duration;
 
-/// The exit codes, one per kind of failure (also in `--help` and the README).
+/// The exit codes, one per kind of failure (listed in `--help`: keep the two in step).
 pub mod exit {
     /// Every frame was sent, and the run ended as asked.
     pub const OK: u8 = 0;

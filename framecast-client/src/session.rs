@@ -234,10 +234,10 @@ struct Session {
     chunk: Vec<u8>,
 }
 
-/// Why the loop stopped without a failure.
-enum Stop {
+/// Whether the run goes on after a handler (failures are `Err`).
+enum Flow {
     /// Keep going.
-    No,
+    Continue,
     /// The run is over.
     Done,
 }
@@ -272,7 +272,7 @@ impl Session {
                 match event.token() {
                     // Read on any socket event: an error or a hang-up shows as a read.
                     SOCKET => {
-                        if let Stop::Done = self.on_readable()? {
+                        if let Flow::Done = self.on_readable()? {
                             return Ok(());
                         }
                     }
@@ -379,12 +379,12 @@ impl Session {
     }
 
     /// Reads until the socket would block, handling every frame as it completes.
-    fn on_readable(&mut self) -> Result<Stop, Failure> {
+    fn on_readable(&mut self) -> Result<Flow, Failure> {
         loop {
             let n = match self.stream.read(&mut self.chunk[..READ_CHUNK]) {
-                Ok(0) => return self.on_eof().map(|()| Stop::Done),
+                Ok(0) => return self.on_eof().map(|()| Flow::Done),
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Stop::No),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Flow::Continue),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(self.fail_connection("receiving", &e)),
             };
@@ -394,8 +394,8 @@ impl Session {
             if self.quiet_until.is_some() && self.echo.is_some() {
                 self.quiet_until = Some(Instant::now() + self.wait);
             }
-            if let Stop::Done = self.take_frames()? {
-                return Ok(Stop::Done);
+            if let Flow::Done = self.take_frames()? {
+                return Ok(Flow::Done);
             }
         }
     }
@@ -414,7 +414,7 @@ impl Session {
     }
 
     /// Handles every complete frame or piece received.
-    fn take_frames(&mut self) -> Result<Stop, Failure> {
+    fn take_frames(&mut self) -> Result<Flow, Failure> {
         loop {
             let item = self.rx.take().map_err(|e| {
                 Failure::Reset(format!(
@@ -423,7 +423,7 @@ impl Session {
                 ))
             })?;
             let counted = match item {
-                None => return Ok(Stop::No),
+                None => return Ok(Flow::Continue),
                 Some(Received::Frame(frame)) => self.on_frame(&frame)?,
                 Some(Received::Large {
                     chunk,
@@ -435,7 +435,7 @@ impl Session {
             if counted {
                 self.received += 1;
                 if self.count.is_some_and(|n| self.received >= n) {
-                    return Ok(Stop::Done);
+                    return Ok(Flow::Done);
                 }
             }
         }
@@ -458,10 +458,9 @@ impl Session {
                 };
             }
         }
+        // A sub-slice of `frame`, not of self: no copy for `show`.
         let payload = self.rx.payload(frame);
-        // `show` borrows self mutably; the payload is a sub-slice of `frame`, not of self.
-        let payload = payload.to_vec();
-        self.show(&payload).map(|()| true)
+        self.show(payload).map(|()| true)
     }
 
     /// A piece of an oversized frame: compared as the echo when its declared length is
