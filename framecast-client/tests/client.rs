@@ -413,3 +413,36 @@ fn help_documents_every_exit_code() {
         );
     }
 }
+
+#[test]
+fn the_readme_quick_start_names_only_flags_the_client_has() {
+    let readme = include_str!("../../README.md");
+    let start = readme
+        .find("framecast-client")
+        .expect("the README shows the client");
+    let end = readme[start..]
+        .find("\n#")
+        .map_or(readme.len(), |at| start + at);
+    // The client's command lines (after cargo's `--`) and the flags quoted in the prose.
+    let mut named = Vec::new();
+    for line in readme[start..end].lines() {
+        if let Some((_, args)) = line.split_once("--bin framecast-client -- ") {
+            named.extend(args.split_whitespace().filter(|w| w.starts_with("--")));
+        } else if !line.contains("--bin ") {
+            named.extend(
+                line.split('`')
+                    .skip(1)
+                    .step_by(2)
+                    .filter(|w| w.starts_with("--")),
+            );
+        }
+    }
+    assert!(named.len() >= 4, "{named:?}");
+    let help = run(&["--help"], b"").stdout.join("\n");
+    for flag in named {
+        assert!(
+            help.contains(&format!("{flag} ")),
+            "the README's quick start names {flag}, which --help lacks"
+        );
+    }
+}
