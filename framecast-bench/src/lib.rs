@@ -15,6 +15,8 @@
 //! - [`stats`]: counters and the latency histogram, merged across threads.
 //! - [`cpu`]: CPU time of a process from `/proc`.
 //! - [`report`]: the summary as text and JSON, the progress line.
+//! - [`chaos`]: the chaos scenario: a [`run`] of verified traffic beside hostile
+//!   clients, and the server's peak memory and CPU over it.
 //!
 //! # A run
 //! 1. Connect every connection from this thread, in order (broadcast: subscribers
@@ -34,6 +36,7 @@
 //!    (Ctrl-C) moves the end to the moment this thread sees it: the workers stop
 //!    sending and drain, and the report covers the shorter window.
 
+pub mod chaos;
 pub mod config;
 mod conn;
 pub mod cpu;
