@@ -15,6 +15,8 @@
 //! - [`stats`]: counters and the latency histogram, merged across threads.
 //! - [`cpu`]: CPU time of a process from `/proc`.
 //! - [`report`]: the summary as text and JSON, the progress line.
+//! - [`chaos`]: the chaos scenario: a [`run`] of verified traffic beside hostile
+//!   clients, and the server's peak memory and CPU over it.
 //!
 //! # A run
 //! 1. Connect every connection from this thread, in order (broadcast: subscribers
@@ -34,6 +36,7 @@
 //!    (Ctrl-C) moves the end to the moment this thread sees it: the workers stop
 //!    sending and drain, and the report covers the shorter window.
 
+pub mod chaos;
 pub mod config;
 mod conn;
 pub mod cpu;
@@ -80,6 +83,8 @@ pub const MAX_DRAIN: Duration = Duration::from_secs(30);
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Interval of the progress line.
 pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
+/// With `--room` and raw framing, the pause between the last join and the first frame.
+const RAW_JOIN_PAUSE: Duration = Duration::from_millis(100);
 /// Longest a paced connect waits before it looks at the interrupt flag again.
 const INTERRUPT_CHECK: Duration = Duration::from_millis(50);
 
@@ -588,6 +593,12 @@ fn connect_all(
             ));
             next_tick += PROGRESS_INTERVAL;
         }
+    }
+    if config.room.is_some() && config.framing == Framing::Raw {
+        // No boundaries in a raw stream: the server takes a connection's first read as
+        // the room's name, so the first frames must not follow the join too closely
+        // (a publisher's, coalesced with it, made a room name of 525 bytes).
+        thread::sleep(RAW_JOIN_PAUSE);
     }
     Ok((streams, started.elapsed()))
 }

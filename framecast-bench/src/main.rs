@@ -6,6 +6,8 @@
 //! `--strict`, also an open loop that fell short of its `--rate`), 130
 //! when Ctrl-C (SIGINT) or SIGTERM ended it early without errors: the summary of what
 //! was measured until then is still printed, as wrk does. A second signal exits at once.
+//! `--scenario chaos` exits as an ordinary run does for its verified traffic, and 4
+//! when that was clean but the server's peak memory passed its bound.
 
 use std::io::Write;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -18,6 +20,7 @@ use clap::error::ErrorKind;
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
 use framecast::codec::Framing;
+use framecast_bench::chaos::{ChaosConfig, ChaosStatus};
 use framecast_bench::{self as bench, config, BenchConfig, Load, Scenario, SizeRange, Status};
 
 /// A load generator for framecast and any server speaking the same framing: event
@@ -38,6 +41,20 @@ struct Args {
     /// Traffic pattern.
     #[arg(long, value_enum, default_value = "echo")]
     scenario: ScenarioName,
+
+    /// Chaos: the verified traffic beside the hostile clients, echo or broadcast
+    /// (against `framecast --mode broadcast --rooms`).
+    #[arg(long, value_enum, value_name = "KIND", default_value = "echo")]
+    traffic: TrafficName,
+
+    /// Chaos: hostile threads, each running one attack at a time.
+    #[arg(long, value_name = "N", default_value_t = bench::chaos::DEFAULT_HOSTILE)]
+    hostile: usize,
+
+    /// Chaos: the server's peak memory allowed (KiB, MiB allowed); by default derived
+    /// from its command line (--server-pid). Past it the run exits 4.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    rss_bound: Option<usize>,
 
     /// Connections (echo scenario).
     #[arg(long, short = 'c', value_name = "N", default_value_t = 50)]
@@ -112,14 +129,35 @@ struct Args {
 }
 
 /// The scenarios, by name.
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum ScenarioName {
     /// Every connection sends and checks that each frame comes back.
     Echo,
     /// Publishers send; every other connection checks every frame it receives
     /// (the server runs `--mode broadcast`).
     Broadcast,
+    /// --traffic echo or broadcast, verified, beside hostile clients (--hostile);
+    /// with --server-pid also the server's peak memory against its bound, and its CPU.
+    Chaos,
 }
+
+/// The verified traffic of a chaos run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum TrafficName {
+    /// As `--scenario echo`.
+    Echo,
+    /// As `--scenario broadcast`, every connection in one room of `framecast --rooms`.
+    Broadcast,
+}
+
+/// Parses `--rss-bound`: a size as the daemon's flags take it.
+fn parse_size(text: &str) -> Result<usize, String> {
+    framecast::units::parse_size(text).map_err(|e| e.to_string())
+}
+
+/// A parsed command line: the run, whether to print JSON, and the chaos scenario's
+/// own settings when it is that scenario.
+type Parsed = (BenchConfig, bool, Option<ChaosConfig>);
 
 /// Parses a duration as load testers write it: `10s`, `1m`, `500ms`, `2h`, or a bare
 /// number of seconds such as `10` or `2.5`.
@@ -165,7 +203,7 @@ fn parse_rate(text: &str) -> Result<f64, String> {
 }
 
 /// Parses a command line into the run's configuration and whether to print JSON.
-fn parse_from<I, T>(argv: I) -> Result<(BenchConfig, bool), clap::Error>
+fn parse_from<I, T>(argv: I) -> Result<Parsed, clap::Error>
 where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
@@ -174,12 +212,21 @@ where
     let given = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
     let args = Args::from_arg_matches(&matches)?;
     // A flag of the other scenario would be silently ignored: say so instead.
-    let stray = match args.scenario {
-        ScenarioName::Echo => ["publishers", "subscribers"]
+    let chaos_only = (args.scenario != ScenarioName::Chaos)
+        .then(|| {
+            ["traffic", "hostile", "rss-bound"]
+                .into_iter()
+                .find(|id| given(&id.replace('-', "_")))
+        })
+        .flatten()
+        .map(|id| format!("--{id} applies to --scenario chaos only"));
+    let stray = match args.traffic_name() {
+        _ if chaos_only.is_some() => chaos_only,
+        TrafficName::Echo => ["publishers", "subscribers"]
             .into_iter()
             .find(|id| given(id))
             .map(|id| format!("--{id} applies to --scenario broadcast only")),
-        ScenarioName::Broadcast => given("connections").then(|| {
+        TrafficName::Broadcast => given("connections").then(|| {
             "--connections applies to --scenario echo only (broadcast connects \
              --publishers + --subscribers)"
                 .to_owned()
@@ -192,8 +239,17 @@ where
 }
 
 impl Args {
+    /// The traffic the scenario runs: a chaos run's is its `--traffic`.
+    fn traffic_name(&self) -> TrafficName {
+        match self.scenario {
+            ScenarioName::Echo => TrafficName::Echo,
+            ScenarioName::Broadcast => TrafficName::Broadcast,
+            ScenarioName::Chaos => self.traffic,
+        }
+    }
+
     /// Checks what the parser cannot check field by field.
-    fn into_config(self) -> Result<(BenchConfig, bool), clap::Error> {
+    fn into_config(self) -> Result<Parsed, clap::Error> {
         let invalid = |msg: String| Args::command().error(ErrorKind::ValueValidation, msg);
         let target = resolve(&self.target).map_err(|why| {
             invalid(format!(
@@ -205,11 +261,11 @@ impl Args {
             Framing::Fixed(n) => SizeRange::fixed(n),
             _ => SizeRange::fixed(config::DEFAULT_SIZE),
         });
-        let scenario = match self.scenario {
-            ScenarioName::Echo => Scenario::Echo {
+        let scenario = match self.traffic_name() {
+            TrafficName::Echo => Scenario::Echo {
                 connections: self.connections,
             },
-            ScenarioName::Broadcast => Scenario::Broadcast {
+            TrafficName::Broadcast => Scenario::Broadcast {
                 publishers: self.publishers,
                 subscribers: self.subscribers,
             },
@@ -243,7 +299,18 @@ impl Args {
                 ))
             })?;
         }
-        Ok((config, self.json))
+        let chaos = (self.scenario == ScenarioName::Chaos).then(|| ChaosConfig {
+            hostile: self.hostile,
+            rss_bound: self.rss_bound.map(|b| b as u64),
+        });
+        if chaos.is_some() && !(1..=bench::chaos::MAX_HOSTILE).contains(&self.hostile) {
+            return Err(invalid(format!(
+                "invalid value '{}' for '--hostile <N>': must be between 1 and {}",
+                self.hostile,
+                bench::chaos::MAX_HOSTILE
+            )));
+        }
+        Ok((config, self.json, chaos))
     }
 }
 
@@ -264,7 +331,7 @@ fn resolve(target: &str) -> Result<SocketAddr, String> {
 }
 
 fn main() -> ExitCode {
-    let (config, json) = match parse_from(std::env::args_os()) {
+    let (config, json, chaos) = match parse_from(std::env::args_os()) {
         Ok(parsed) => parsed,
         Err(e) => e.exit(),
     };
@@ -279,6 +346,9 @@ fn main() -> ExitCode {
     let mut progress = |line: &str| {
         let _ = writeln!(stderr, "{line}");
     };
+    if let Some(chaos) = chaos {
+        return run_chaos(&config, &chaos, json, &mut progress, &interrupt);
+    }
     let report = match bench::run(&config, &mut progress, &interrupt) {
         Ok(report) => report,
         Err(e @ bench::RunError::Interrupted { .. }) => {
@@ -317,6 +387,59 @@ fn main() -> ExitCode {
             eprintln!(
                 "framecast-bench: sent {:.1} frames/s, short of --rate (--strict)",
                 report.shortfall().unwrap_or(0.0)
+            );
+            ExitCode::from(3)
+        }
+    }
+}
+
+/// Exit code of a chaos run whose verified traffic was clean but whose server's peak
+/// memory passed its bound.
+const OVER_BOUND: u8 = 4;
+
+/// Runs the chaos scenario and prints its report: the exit codes of an ordinary run
+/// for its verified traffic, and [`OVER_BOUND`] when only the memory bound failed.
+fn run_chaos(
+    config: &BenchConfig,
+    chaos: &ChaosConfig,
+    json: bool,
+    progress: &mut dyn FnMut(&str),
+    interrupt: &AtomicBool,
+) -> ExitCode {
+    let report = match bench::chaos::run(config, chaos, progress, interrupt) {
+        Ok(report) => report,
+        Err(e @ bench::RunError::Interrupted { .. }) => {
+            eprintln!("framecast-bench: {e}");
+            return ExitCode::from(INTERRUPTED);
+        }
+        Err(e) => {
+            eprintln!("framecast-bench: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let text = if json { report.json() } else { report.text() };
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{}", text.trim_end());
+    let _ = stdout.flush();
+    match report.status() {
+        ChaosStatus::Clean => ExitCode::SUCCESS,
+        ChaosStatus::OverBound => {
+            eprintln!(
+                "framecast-bench: the server's peak memory passed its bound (see the summary)"
+            );
+            ExitCode::from(OVER_BOUND)
+        }
+        ChaosStatus::Traffic(Status::Aborted) => {
+            if let Some(why) = &report.traffic.aborted {
+                eprintln!("framecast-bench: run cut short: {why}");
+            }
+            ExitCode::from(1)
+        }
+        ChaosStatus::Traffic(Status::Interrupted) => ExitCode::from(INTERRUPTED),
+        ChaosStatus::Traffic(_) => {
+            eprintln!(
+                "framecast-bench: {} errors in the verified traffic (see the summary)",
+                report.traffic.stats.errors()
             );
             ExitCode::from(3)
         }
@@ -373,7 +496,7 @@ mod tests {
 
     #[test]
     fn flag_letters_are_wrks() {
-        let (config, _) = parse_from([
+        let (config, ..) = parse_from([
             "framecast-bench",
             "7070",
             "-c",
@@ -404,7 +527,7 @@ mod tests {
     #[test]
     fn fixed_framing_defaults_the_size_to_the_frame_size() {
         let args = Args::try_parse_from(["framecast-bench", "--framing", "fixed:100"]).unwrap();
-        let (config, _) = args.into_config().unwrap();
+        let (config, ..) = args.into_config().unwrap();
         assert_eq!(config.size, SizeRange::fixed(100));
     }
 
@@ -412,7 +535,7 @@ mod tests {
     fn flags_of_the_other_scenario_are_refused() {
         let run = |args: &[&str]| {
             parse_from(["framecast-bench"].iter().chain(args))
-                .map(|(config, _)| config.scenario)
+                .map(|(config, ..)| config.scenario)
                 .map_err(|e| e.to_string())
         };
         let error = run(&["--scenario", "broadcast", "-c", "5"]).unwrap_err();
@@ -443,7 +566,7 @@ mod tests {
         let parsed = Args::try_parse_from(["framecast-bench", "--rate", "10", "--depth", "2"]);
         assert!(parsed.is_err());
         let args = Args::try_parse_from(["framecast-bench", "--rate", "10"]).unwrap();
-        let (config, _) = args.into_config().unwrap();
+        let (config, ..) = args.into_config().unwrap();
         assert_eq!(config.load, Load::Open { rate: 10.0 });
     }
 }

@@ -151,11 +151,16 @@ struct Args {
     stats_interval: Limit,
 
     /// Accept only peers in this address block (repeatable; IPv4 or IPv6, e.g.
-    /// 10.0.0.0/8).
+    /// 10.0.0.0/8, ::1, or a bare address). Peers are matched as the family they are:
+    /// an IPv4 peer on a dual-stack socket matches IPv4 blocks, an IPv4-mapped block
+    /// (::ffff:127.0.0.0/104) is the IPv4 block it stands for (127.0.0.0/8), and IPv6
+    /// blocks (::/0) never match IPv4 peers. IPv4-compatible addresses (::127.0.0.1)
+    /// are refused.
     #[arg(long, value_name = "CIDR")]
     allow: Vec<Cidr>,
 
-    /// Refuse peers in this address block (repeatable; wins over --allow).
+    /// Refuse peers in this address block (repeatable; wins over --allow; matched as
+    /// --allow is).
     #[arg(long, value_name = "CIDR")]
     deny: Vec<Cidr>,
 

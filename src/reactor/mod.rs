@@ -576,7 +576,8 @@ impl<S: Service> Reactor<S> {
             c.max_connections
         );
         for addr in self.local_addrs() {
-            if !addr.ip().is_loopback() {
+            // `to_canonical`: [::ffff:127.0.0.1] is IPv4 loopback on a dual-stack socket.
+            if !addr.ip().to_canonical().is_loopback() {
                 info!(
                     "listening on {addr}, which is not a loopback address: reachable from other hosts"
                 );
