@@ -240,6 +240,8 @@ struct Core {
     opened: Vec<(ConnId, SocketAddr)>,
     /// Connections whose output fell below the low-water mark, for `on_drain`.
     drained: Vec<ConnId>,
+    /// Connections whose body gave its last chunk, for `on_body_done`.
+    bodies_done: Vec<ConnId>,
     /// The run of frames handed to the service and not yet taken: its connection and
     /// length, discarded after the callback if the service left it.
     untaken: Option<(usize, usize)>,
@@ -343,6 +345,7 @@ impl<S: Service> Reactor<S> {
             closed: Vec::new(),
             opened: Vec::new(),
             drained: Vec::new(),
+            bodies_done: Vec::new(),
             untaken: None,
             spare_fd: accept::reserve_fd(),
             accept_paused_until: None,
