@@ -574,7 +574,7 @@ mod tests {
             b"G\0\0\0\0\0",
             b"LL",
             b"x",
-            b"GET 1",
+            b"GET 12",
         ] {
             assert!(Request::parse(bad).is_err(), "{bad:?} was accepted");
         }
