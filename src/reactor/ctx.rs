@@ -298,6 +298,8 @@ impl Ctx<'_> {
     }
 
     /// Stops reading `conn` (its peer is pushed back by TCP) until [`Ctx::resume`].
+    /// Frames already read are still delivered: the rest of the run being handed to
+    /// the service when it pauses comes to it all the same.
     pub fn pause(&mut self, conn: ConnId) {
         if let Some(c) = self.core.stream_mut(conn) {
             c.held = true;
