@@ -7,6 +7,7 @@ use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use bytes::Bytes;
 use mio::net::TcpStream;
 use mio::Interest;
 
@@ -70,8 +71,9 @@ pub struct Connection {
     pub held: bool,
     /// Output has passed half the cap since the service was last told it drained.
     pub above_low_water: bool,
-    /// Bodies waiting to be pulled into `output`, in order, after what it holds.
-    pub bodies: VecDeque<Box<dyn Body>>,
+    /// Bodies waiting to be pulled into `output`, in order, after what it holds, and
+    /// the bytes sent behind them.
+    pub bodies: VecDeque<Pending>,
     /// Bytes received and never answered: left in the buffer when reading stopped
     /// (a partial frame, what followed a protocol error) or read while lingering. A
     /// connection closed with any is reset, never closed cleanly: a clean end of
@@ -85,6 +87,14 @@ pub struct Connection {
     pub registered: Interest,
     /// Timestamps the timers work from.
     pub clock: Clock,
+}
+
+/// Output waiting behind a body, in the order it was sent.
+pub enum Pending {
+    /// A service's body, pulled as the peer drains; the service hears when it ends.
+    Body(Box<dyn Body>),
+    /// Bytes sent while a body was ahead of them: they wait their turn.
+    Bytes(Bytes),
 }
 
 impl Connection {

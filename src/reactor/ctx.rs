@@ -289,12 +289,17 @@ impl Ctx<'_> {
     }
 
     /// Queues a body for `conn`, pulled as it drains, after everything queued before;
-    /// frames sent after it follow it. Returns false unless `conn` is open.
+    /// frames sent after it follow it. [`Service::on_body_done`] is called once it has
+    /// given its last chunk. Returns false unless `conn` is open.
+    ///
+    /// [`Service::on_body_done`]: crate::service::Service::on_body_done
     pub fn send_body(&mut self, conn: ConnId, body: Box<dyn Body>) -> bool {
         self.core.send_body(conn, body)
     }
 
     /// Stops reading `conn` (its peer is pushed back by TCP) until [`Ctx::resume`].
+    /// Frames already read are still delivered: the rest of the run being handed to
+    /// the service when it pauses comes to it all the same.
     pub fn pause(&mut self, conn: ConnId) {
         if let Some(c) = self.core.stream_mut(conn) {
             c.held = true;

@@ -240,6 +240,8 @@ struct Core {
     opened: Vec<(ConnId, SocketAddr)>,
     /// Connections whose output fell below the low-water mark, for `on_drain`.
     drained: Vec<ConnId>,
+    /// Connections whose body gave its last chunk, for `on_body_done`.
+    bodies_done: Vec<ConnId>,
     /// The run of frames handed to the service and not yet taken: its connection and
     /// length, discarded after the callback if the service left it.
     untaken: Option<(usize, usize)>,
@@ -343,6 +345,7 @@ impl<S: Service> Reactor<S> {
             closed: Vec::new(),
             opened: Vec::new(),
             drained: Vec::new(),
+            bodies_done: Vec::new(),
             untaken: None,
             spare_fd: accept::reserve_fd(),
             accept_paused_until: None,
@@ -632,11 +635,17 @@ impl Core {
             .any(|&key| matches!(self.entries.get(key), Some(Entry::Listener(l)) if l.ready))
     }
 
-    /// How long the next poll may block: not at all while work is pending, otherwise
-    /// until the earliest deadline (timers, accept pause, drain), or indefinitely.
+    /// How long the next poll may block: not at all while work is pending (connections
+    /// to read or to flush), otherwise until the earliest deadline (timers, accept
+    /// pause, drain), or indefinitely.
     fn poll_timeout(&self) -> Option<Duration> {
         let accepting = self.accept_paused_until.is_none();
-        if !self.ready.is_empty() || (accepting && self.any_listener_ready()) {
+        // Output queued by the callbacks that run after the flush (on_drain,
+        // on_body_done, on_close) is flushed next turn, without waiting for an event.
+        if !self.ready.is_empty()
+            || !self.dirty.is_empty()
+            || (accepting && self.any_listener_ready())
+        {
             return Some(Duration::ZERO);
         }
         let deadlines = [

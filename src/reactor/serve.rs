@@ -11,7 +11,7 @@ use bytes::Bytes;
 use log::{debug, info, trace, warn};
 use mio::Token;
 
-use super::connection::{Connection, Phase};
+use super::connection::{Connection, Pending, Phase};
 use super::ctx::{Body, Closed, ConnId, Ctx, Frames};
 use super::{interrupted, stream_mut, stream_of, would_block, Core, Entry, Reactor};
 use crate::service::Service;
@@ -202,7 +202,7 @@ impl<S: Service> Reactor<S> {
     }
 
     /// Flushes every connection on the dirty list, then tells the service which ones
-    /// drained below the low-water mark.
+    /// drained below the low-water mark and whose bodies ended.
     pub(super) fn flush_dirty(&mut self) {
         let core = &mut self.core;
         let mut batch = mem::replace(&mut core.dirty, mem::take(&mut core.spare));
@@ -217,6 +217,12 @@ impl<S: Service> Reactor<S> {
         let Reactor { core, service } = self;
         while let Some(id) = core.drained.pop() {
             service.on_drain(&mut Ctx { core }, id);
+        }
+        // In the order they ended; what the service sends now is flushed next turn.
+        for id in mem::take(&mut core.bodies_done) {
+            if core.stream(id).is_some() {
+                service.on_body_done(&mut Ctx { core }, id);
+            }
         }
     }
 
@@ -447,7 +453,7 @@ impl Core {
         let Some(conn) = stream_of(&mut self.entries, id).filter(|c| c.phase == Phase::Open) else {
             return false;
         };
-        conn.bodies.push_back(body);
+        conn.bodies.push_back(Pending::Body(body));
         mark(&mut self.dirty, &mut conn.in_dirty, id.key());
         true
     }
@@ -462,7 +468,7 @@ impl Core {
         if conn.bodies.is_empty() {
             conn.output.push(bytes);
         } else {
-            conn.bodies.push_back(Box::new(Ready(Some(bytes))));
+            conn.bodies.push_back(Pending::Bytes(bytes));
         }
         conn.above_low_water |= conn.output.footprint() > low_water;
         mark(&mut self.dirty, &mut conn.in_dirty, key);
@@ -497,10 +503,16 @@ impl Core {
         }
         let mut written = 0;
         loop {
-            if let Err(e) = pull_bodies(conn, low_water) {
-                warn!("{}: a body failed: {e}; closing", conn.peer);
-                self.close(key, Closed::Io(e.kind()));
-                return;
+            match pull_bodies(conn, low_water) {
+                Ok(done) => {
+                    let id = ConnId::new(key, conn.serial);
+                    self.bodies_done.extend(std::iter::repeat_n(id, done));
+                }
+                Err(e) => {
+                    warn!("{}: a body failed: {e}; closing", conn.peer);
+                    self.close(key, Closed::Io(e.kind()));
+                    return;
+                }
             }
             match conn.flush() {
                 Ok(n) => written += n,
@@ -679,30 +691,29 @@ pub(super) fn goodbye_frame(codec: &crate::codec::Codec, why: &str) -> Option<By
 }
 
 /// Pulls chunks from a connection's bodies while its output is at or under
-/// `low_water`, so a body costs at most about the cap whatever its size.
-fn pull_bodies(conn: &mut Connection, low_water: usize) -> std::io::Result<()> {
+/// `low_water`, so a body costs at most about the cap whatever its size. Returns how
+/// many of the service's bodies gave their last chunk.
+fn pull_bodies(conn: &mut Connection, low_water: usize) -> std::io::Result<usize> {
     let room = low_water.max(super::read_buf::MIN_CHUNK);
+    let mut done = 0;
     while conn.output.footprint() <= low_water {
-        let Some(body) = conn.bodies.front_mut() else {
-            return Ok(());
-        };
-        match body.next_chunk(room)? {
-            Some(chunk) => conn.output.push(chunk),
-            None => {
-                conn.bodies.pop_front();
+        match conn.bodies.front_mut() {
+            None => break,
+            Some(Pending::Body(body)) => match body.next_chunk(room)? {
+                Some(chunk) => conn.output.push(chunk),
+                None => {
+                    conn.bodies.pop_front();
+                    done += 1;
+                }
+            },
+            Some(Pending::Bytes(_)) => {
+                if let Some(Pending::Bytes(bytes)) = conn.bodies.pop_front() {
+                    conn.output.push(bytes);
+                }
             }
         }
     }
-    Ok(())
-}
-
-/// Bytes sent behind a body: a body of one chunk, so they keep their place.
-struct Ready(Option<Bytes>);
-
-impl Body for Ready {
-    fn next_chunk(&mut self, _max: usize) -> std::io::Result<Option<Bytes>> {
-        Ok(self.0.take())
-    }
+    Ok(done)
 }
 
 /// Marks `conn` closed and lists it for reaping, once.

@@ -45,6 +45,10 @@ impl<S: Service> Service for Greeting<S> {
         self.inner.on_drain(ctx, conn);
     }
 
+    fn on_body_done(&mut self, ctx: &mut Ctx<'_>, conn: ConnId) {
+        self.inner.on_body_done(ctx, conn);
+    }
+
     fn on_close(&mut self, ctx: &mut Ctx<'_>, conn: ConnId, why: &Closed) {
         self.inner.on_close(ctx, conn, why);
     }

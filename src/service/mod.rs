@@ -52,6 +52,14 @@ pub trait Service {
         let _ = (ctx, conn);
     }
 
+    /// A body sent to `conn` with [`Ctx::send_body`] gave its last chunk and was
+    /// dropped (its bytes may still be on their way). A service that paused a
+    /// connection while it streams resumes it here. Called once per body that ends,
+    /// in order; not for a body cut short by the connection closing.
+    fn on_body_done(&mut self, ctx: &mut Ctx<'_>, conn: ConnId) {
+        let _ = (ctx, conn);
+    }
+
     /// `conn` is gone: nothing more can be sent to it. Called once per connection.
     fn on_close(&mut self, ctx: &mut Ctx<'_>, conn: ConnId, why: &Closed) {
         let _ = (ctx, conn, why);
