@@ -2,7 +2,7 @@
 //! seen by the service: accepted from listeners whose role is [`Role::Admin`], read
 //! into a small buffer, answered by [`crate::admin::respond`] (all the HTTP is there),
 //! written back, closed gracefully. Bounded so they cannot starve the data path: at
-//! most [`MAX_ADMIN_CONNECTIONS`] at once (more are closed on accept), at most
+//! most [`MAX_ADMIN_CONNECTIONS`] at once (a new one closes the one idle longest), at most
 //! [`MAX_REQUEST`] bytes of request, a few requests per connection per loop turn, and
 //! [`ADMIN_IDLE`] without a complete request closes one.
 //!
@@ -20,8 +20,8 @@ use super::connection::Phase;
 use super::{interrupted, would_block, Core, Entry, Gauges, Stats};
 use crate::admin::{self, ConnRow, Introspect, Outcome, MAX_REQUEST};
 
-/// Admin connections open at once; more are accepted and closed. Enough for a
-/// scraper, a dashboard and an operator's `curl`s.
+/// Admin connections open at once; one more closes the one idle longest. Enough for
+/// a scraper, a dashboard and an operator's `curl`s.
 pub const MAX_ADMIN_CONNECTIONS: usize = 16;
 /// An admin connection with no complete request for this long is closed: a
 /// keep-alive scraper comes back well within it, a slowloris does not hold a slot.
@@ -94,12 +94,25 @@ impl AdminPort {
 }
 
 impl Core {
-    /// Takes an accepted admin connection, or closes it at once when
+    /// Takes an accepted admin connection, closing the one idle longest when
     /// [`MAX_ADMIN_CONNECTIONS`] are open.
     pub(super) fn admit_admin(&mut self, mut stream: TcpStream, peer: SocketAddr) {
         if self.admin.conns.len() >= MAX_ADMIN_CONNECTIONS {
-            debug!("admin {peer}: refused, {MAX_ADMIN_CONNECTIONS} admin connections open");
-            return;
+            // Make room by closing the one idle longest: idle connections (a scanner,
+            // a flood) cannot lock an operator out until they time out.
+            let idlest =
+                self.admin
+                    .conns
+                    .iter()
+                    .copied()
+                    .min_by_key(|&key| match self.entries.get(key) {
+                        Some(Entry::Admin(c)) => Some(c.deadline),
+                        _ => None,
+                    });
+            if let Some(key) = idlest {
+                debug!("admin {peer}: {MAX_ADMIN_CONNECTIONS} admin connections open; closing the idlest");
+                self.close_admin(key);
+            }
         }
         let entry = self.entries.vacant_entry();
         let key = entry.key();
@@ -281,6 +294,10 @@ impl Core {
     /// Deregisters and drops admin connection `key`. At once: no service holds its id,
     /// and this turn's events are already taken.
     fn close_admin(&mut self, key: usize) {
+        if !matches!(self.entries.get(key), Some(Entry::Admin(_))) {
+            self.admin.conns.retain(|&k| k != key);
+            return;
+        }
         if let Some(Entry::Admin(mut conn)) = self.entries.try_remove(key) {
             if let Err(e) = self.poll.registry().deregister(&mut conn.stream) {
                 debug!("admin {}: deregister: {e}", conn.peer);
