@@ -15,6 +15,7 @@
 //! - [`stats`]: counters and the latency histogram, merged across threads.
 //! - [`cpu`]: CPU time of a process from `/proc`.
 //! - [`report`]: the summary as text and JSON, the progress line.
+//! - [`server_stats`]: `--server-stats`, the daemon's `/stats` before and after.
 //!
 //! # A run
 //! 1. Connect every connection from this thread, in order (broadcast: subscribers
@@ -40,6 +41,7 @@ pub mod cpu;
 pub mod pacer;
 pub mod payload;
 pub mod report;
+pub mod server_stats;
 pub mod stats;
 pub mod track;
 mod worker;

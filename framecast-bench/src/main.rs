@@ -98,6 +98,11 @@ struct Args {
     #[arg(long, value_name = "PID")]
     server_pid: Option<u32>,
 
+    /// Read framecast's /stats from this admin address (framecast --admin) before and
+    /// after the run, and print the daemon's view beside the bench's.
+    #[arg(long, value_name = "ADMIN_ADDR", value_parser = resolve)]
+    server_stats: Option<SocketAddr>,
+
     /// Seed of the random payload sizes.
     #[arg(long, value_name = "N", default_value_t = 1)]
     seed: u64,
@@ -164,8 +169,11 @@ fn parse_rate(text: &str) -> Result<f64, String> {
     }
 }
 
-/// Parses a command line into the run's configuration and whether to print JSON.
-fn parse_from<I, T>(argv: I) -> Result<(BenchConfig, bool), clap::Error>
+/// What the command line asks beside the run itself: JSON, and `--server-stats`.
+type Printing = (bool, Option<SocketAddr>);
+
+/// Parses a command line into the run's configuration and how to print it.
+fn parse_from<I, T>(argv: I) -> Result<(BenchConfig, Printing), clap::Error>
 where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
@@ -193,7 +201,7 @@ where
 
 impl Args {
     /// Checks what the parser cannot check field by field.
-    fn into_config(self) -> Result<(BenchConfig, bool), clap::Error> {
+    fn into_config(self) -> Result<(BenchConfig, Printing), clap::Error> {
         let invalid = |msg: String| Args::command().error(ErrorKind::ValueValidation, msg);
         let target = resolve(&self.target).map_err(|why| {
             invalid(format!(
@@ -243,7 +251,7 @@ impl Args {
                 ))
             })?;
         }
-        Ok((config, self.json))
+        Ok((config, (self.json, self.server_stats)))
     }
 }
 
@@ -264,9 +272,16 @@ fn resolve(target: &str) -> Result<SocketAddr, String> {
 }
 
 fn main() -> ExitCode {
-    let (config, json) = match parse_from(std::env::args_os()) {
+    let (config, (json, server_stats)) = match parse_from(std::env::args_os()) {
         Ok(parsed) => parsed,
         Err(e) => e.exit(),
+    };
+    let before = match server_stats.map(bench::server_stats::fetch).transpose() {
+        Ok(before) => before,
+        Err(e) => {
+            eprintln!("framecast-bench: --server-stats: {e}");
+            return ExitCode::from(1);
+        }
     };
     let interrupt = match on_signals() {
         Ok(flag) => flag,
@@ -290,7 +305,11 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let text = if json { report.json() } else { report.text() };
+    let mut text = if json { report.json() } else { report.text() };
+    if let (Some(addr), Some(before)) = (server_stats, &before) {
+        let after = bench::server_stats::fetch(addr);
+        text = bench::server_stats::annotate(&text, json, addr, before, after, &report);
+    }
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(stdout, "{}", text.trim_end());
     let _ = stdout.flush();
