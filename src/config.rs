@@ -76,6 +76,10 @@ pub struct Config {
     /// Before a policy close (slow consumer, oversize frame, a timeout, the connection
     /// limit, shutdown), queue one last frame saying why, in the connection's framing.
     pub goodbye: bool,
+    /// Addresses of the admin endpoint (HTTP: `/metrics`, `/stats`, `/healthz`,
+    /// `/connz`), served in the same event loop but never by the service; none by
+    /// default.
+    pub admin: Vec<SocketAddr>,
 }
 
 /// A configuration that cannot work: which field, and why.
@@ -165,6 +169,7 @@ impl Default for Config {
             backlog: DEFAULT_BACKLOG,
             splice: false,
             goodbye: false,
+            admin: Vec::new(),
         }
     }
 }

@@ -27,6 +27,8 @@
 //! - [`service`]: the [`Service`] trait and the services: echo, broadcast, greeting.
 //! - [`config`]: [`Config`]: what to listen on and every limit, validated in one place.
 //! - [`access`]: allow/deny lists of address blocks (pure).
+//! - [`admin`]: the admin endpoint's HTTP (`/metrics`, `/stats`, `/healthz`, `/connz`),
+//!   sans-IO; the reactor serves its connections, apart from the service's.
 //! - [`fd_limit`]: raising the open-file limit so `max_connections` is reachable.
 //! - [`units`]: sizes and durations in their textual forms (`8MiB`, `30s`).
 //! - `src/bin/framecast.rs`: the daemon's command line (feature `cli`, on by default;
@@ -85,6 +87,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod access;
+pub mod admin;
 pub mod codec;
 pub mod config;
 pub mod fd_limit;

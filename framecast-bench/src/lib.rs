@@ -17,6 +17,7 @@
 //! - [`report`]: the summary as text and JSON, the progress line.
 //! - [`chaos`]: the chaos scenario: a [`run`] of verified traffic beside hostile
 //!   clients, and the server's peak memory and CPU over it.
+//! - [`server_stats`]: `--server-stats`, the daemon's `/stats` before and after.
 //!
 //! # A run
 //! 1. Connect every connection from this thread, in order (broadcast: subscribers
@@ -43,6 +44,7 @@ pub mod cpu;
 pub mod pacer;
 pub mod payload;
 pub mod report;
+pub mod server_stats;
 pub mod stats;
 pub mod track;
 mod worker;

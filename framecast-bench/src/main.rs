@@ -115,6 +115,11 @@ struct Args {
     #[arg(long, value_name = "PID")]
     server_pid: Option<u32>,
 
+    /// Read framecast's /stats from this admin address (framecast --admin) before and
+    /// after the run, and print the daemon's view beside the bench's.
+    #[arg(long, value_name = "ADMIN_ADDR", value_parser = resolve)]
+    server_stats: Option<SocketAddr>,
+
     /// Seed of the random payload sizes.
     #[arg(long, value_name = "N", default_value_t = 1)]
     seed: u64,
@@ -155,9 +160,16 @@ fn parse_size(text: &str) -> Result<usize, String> {
     framecast::units::parse_size(text).map_err(|e| e.to_string())
 }
 
-/// A parsed command line: the run, whether to print JSON, and the chaos scenario's
-/// own settings when it is that scenario.
-type Parsed = (BenchConfig, bool, Option<ChaosConfig>);
+/// A parsed command line: the run and what is asked beside it.
+struct Parsed {
+    config: BenchConfig,
+    /// Print the report as JSON.
+    json: bool,
+    /// The chaos scenario's own settings, when it is that scenario.
+    chaos: Option<ChaosConfig>,
+    /// `--server-stats`: the daemon's admin endpoint, read before and after.
+    server_stats: Option<SocketAddr>,
+}
 
 /// Parses a duration as load testers write it: `10s`, `1m`, `500ms`, `2h`, or a bare
 /// number of seconds such as `10` or `2.5`.
@@ -202,7 +214,7 @@ fn parse_rate(text: &str) -> Result<f64, String> {
     }
 }
 
-/// Parses a command line into the run's configuration and whether to print JSON.
+/// Parses a command line into the run's configuration and what is asked beside it.
 fn parse_from<I, T>(argv: I) -> Result<Parsed, clap::Error>
 where
     I: IntoIterator<Item = T>,
@@ -310,7 +322,12 @@ impl Args {
                 bench::chaos::MAX_HOSTILE
             )));
         }
-        Ok((config, self.json, chaos))
+        Ok(Parsed {
+            config,
+            json: self.json,
+            chaos,
+            server_stats: self.server_stats,
+        })
     }
 }
 
@@ -331,9 +348,21 @@ fn resolve(target: &str) -> Result<SocketAddr, String> {
 }
 
 fn main() -> ExitCode {
-    let (config, json, chaos) = match parse_from(std::env::args_os()) {
+    let Parsed {
+        config,
+        json,
+        chaos,
+        server_stats,
+    } = match parse_from(std::env::args_os()) {
         Ok(parsed) => parsed,
         Err(e) => e.exit(),
+    };
+    let before = match server_stats.map(bench::server_stats::fetch).transpose() {
+        Ok(before) => before,
+        Err(e) => {
+            eprintln!("framecast-bench: --server-stats: {e}");
+            return ExitCode::from(1);
+        }
     };
     let interrupt = match on_signals() {
         Ok(flag) => flag,
@@ -360,7 +389,11 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let text = if json { report.json() } else { report.text() };
+    let mut text = if json { report.json() } else { report.text() };
+    if let (Some(addr), Some(before)) = (server_stats, &before) {
+        let after = bench::server_stats::fetch(addr);
+        text = bench::server_stats::annotate(&text, json, addr, before, after, &report);
+    }
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(stdout, "{}", text.trim_end());
     let _ = stdout.flush();
@@ -496,7 +529,7 @@ mod tests {
 
     #[test]
     fn flag_letters_are_wrks() {
-        let (config, ..) = parse_from([
+        let Parsed { config, .. } = parse_from([
             "framecast-bench",
             "7070",
             "-c",
@@ -527,7 +560,7 @@ mod tests {
     #[test]
     fn fixed_framing_defaults_the_size_to_the_frame_size() {
         let args = Args::try_parse_from(["framecast-bench", "--framing", "fixed:100"]).unwrap();
-        let (config, ..) = args.into_config().unwrap();
+        let Parsed { config, .. } = args.into_config().unwrap();
         assert_eq!(config.size, SizeRange::fixed(100));
     }
 
@@ -535,7 +568,7 @@ mod tests {
     fn flags_of_the_other_scenario_are_refused() {
         let run = |args: &[&str]| {
             parse_from(["framecast-bench"].iter().chain(args))
-                .map(|(config, ..)| config.scenario)
+                .map(|parsed| parsed.config.scenario)
                 .map_err(|e| e.to_string())
         };
         let error = run(&["--scenario", "broadcast", "-c", "5"]).unwrap_err();
@@ -566,7 +599,7 @@ mod tests {
         let parsed = Args::try_parse_from(["framecast-bench", "--rate", "10", "--depth", "2"]);
         assert!(parsed.is_err());
         let args = Args::try_parse_from(["framecast-bench", "--rate", "10"]).unwrap();
-        let (config, ..) = args.into_config().unwrap();
+        let Parsed { config, .. } = args.into_config().unwrap();
         assert_eq!(config.load, Load::Open { rate: 10.0 });
     }
 }

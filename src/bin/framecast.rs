@@ -192,6 +192,11 @@ struct Args {
     /// a timeout, the connection limit, shutdown), send it one last frame saying why.
     #[arg(long)]
     goodbye: bool,
+
+    /// Serve the admin endpoint (HTTP: /metrics, /stats, /healthz, /connz) on this
+    /// address: IP:PORT, HOST:PORT or a bare PORT on loopback. Off unless given.
+    #[arg(long, value_name = "ADDR", value_parser = parse_listen)]
+    admin: Option<Listen>,
 }
 
 /// The daemon's whole setup: the reactor's configuration and the service's.
@@ -259,6 +264,7 @@ impl Args {
             backlog: self.backlog,
             splice: self.splice,
             goodbye: self.goodbye,
+            admin: self.admin.map(|l| l.0).unwrap_or_default(),
         };
         if let Err(e) = config.validate() {
             let flag = e.field.replace('_', "-");
@@ -374,6 +380,9 @@ fn serve<S: Service>(config: Config, service: S, banner: &str) -> ExitCode {
     for addr in reactor.local_addrs() {
         // Best effort: a closed stdout must not stop the daemon.
         let _ = writeln!(stdout, "framecast listening on {addr} ({banner})");
+    }
+    for addr in reactor.admin_addrs() {
+        let _ = writeln!(stdout, "framecast admin on {addr}");
     }
     let _ = stdout.flush();
     drop(stdout);

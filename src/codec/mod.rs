@@ -11,6 +11,7 @@
 //! Frames always include their header or delimiter: they are the exact wire bytes, so
 //! echoing or relaying one copies nothing.
 
+pub mod diagnose;
 mod fixed;
 mod framing;
 mod length;

@@ -5,15 +5,16 @@
 use std::fs::File;
 use std::io;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use log::{debug, warn};
+use log::{debug, info, warn};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Token};
 use socket2::{Domain, Protocol, SockRef, Socket, TcpKeepalive, Type};
 
 use super::connection::Connection;
-use super::{interrupted, would_block, ConnId, Core, Entry};
+use super::oplog::Notice;
+use super::{interrupted, would_block, ConnId, Core, Entry, Role};
 use crate::codec::Codec;
 use crate::config::Config;
 
@@ -24,8 +25,6 @@ const ACCEPT_BATCH: usize = 64;
 pub(super) const MIN_BACKOFF: Duration = Duration::from_millis(10);
 /// Longest pause between accept attempts while errors persist.
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
-/// Refusals at the connection limit are logged in one line at most this often.
-const REFUSALS_LINE_EVERY: Duration = Duration::from_secs(1);
 /// `EMFILE` and `ENFILE`: this process, or the system, is out of file descriptors.
 /// (The same numbers on Linux, the BSDs and macOS.)
 const EMFILE: i32 = 24;
@@ -89,10 +88,14 @@ impl Core {
             let Some(listener) = self.listener(key) else {
                 return;
             };
+            let role = listener.role;
             match listener.socket.accept() {
                 Ok((stream, peer)) => {
                     self.accept_backoff = MIN_BACKOFF;
-                    self.admit(stream, peer);
+                    match role {
+                        Role::Data => self.admit(stream, peer),
+                        Role::Admin => self.admit_admin(stream, peer),
+                    }
                 }
                 Err(e) if would_block(&e) => {
                     listener.ready = false;
@@ -154,7 +157,11 @@ impl Core {
     fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr) {
         if !self.config.access.permits(peer.ip()) {
             self.stats.denied += 1;
-            debug!("{peer}: refused by the access rules");
+            if self.notices.admit(Notice::Denied, self.now) {
+                info!("{peer}: refused by the access rules (--allow/--deny)");
+            } else {
+                debug!("{peer}: refused by the access rules (--allow/--deny)");
+            }
             return; // dropping the stream closes it
         }
         if self.open >= self.config.max_connections {
@@ -205,35 +212,16 @@ impl Core {
         self.rearm(key);
     }
 
-    /// Counts a connection refused at `max_connections`; logs at most once a second.
+    /// Counts a connection refused at `max_connections`; logs at most once a second
+    /// (the rest are counted in the next line, `Core::log_notices`).
     fn refuse_over_limit(&mut self) {
         self.stats.refused += 1;
-        self.refusals.unlogged += 1;
-        self.log_refusals();
-    }
-
-    /// Logs the refusals not yet logged, unless the last line is under a second old.
-    /// Called each loop turn too (with a poll deadline), so the end of a burst is said
-    /// within a second, not left for the next refusal.
-    pub(super) fn log_refusals(&mut self) {
-        if self.refusals.unlogged > 0 && self.next_refusals_line().is_none_or(|due| self.now >= due)
-        {
+        if self.notices.admit(Notice::OverLimit, self.now) {
             warn!(
-                "refused {} connection(s): at the limit of {} connections",
-                self.refusals.unlogged, self.config.max_connections
+                "refused 1 connection(s): at the limit of {} connections",
+                self.config.max_connections
             );
-            self.refusals = super::Refusals {
-                unlogged: 0,
-                last_line: Some(self.now),
-            };
         }
-    }
-
-    /// When the refusals not yet logged may be: a second after the last line.
-    pub(super) fn next_refusals_line(&self) -> Option<Instant> {
-        self.refusals
-            .last_line
-            .map(|last| last + REFUSALS_LINE_EVERY)
     }
 }
 

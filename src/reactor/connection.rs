@@ -87,6 +87,24 @@ pub struct Connection {
     pub registered: Interest,
     /// Timestamps the timers work from.
     pub clock: Clock,
+    /// What has flowed through it, for `/connz`.
+    pub traffic: Traffic,
+}
+
+/// One connection's counters, kept beside the reactor's totals at the same places
+/// (an add per read, per write and per run of frames, not per frame).
+#[derive(Debug, Clone, Copy)]
+pub struct Traffic {
+    /// When it was accepted.
+    pub opened: Instant,
+    /// Complete frames received.
+    pub frames_in: u64,
+    /// Frames sent to it.
+    pub frames_out: u64,
+    /// Bytes received.
+    pub bytes_in: u64,
+    /// Bytes written.
+    pub bytes_out: u64,
 }
 
 /// Output waiting behind a body, in the order it was sent.
@@ -127,6 +145,13 @@ impl Connection {
             in_dirty: false,
             registered: Interest::READABLE,
             clock: Clock::new(now),
+            traffic: Traffic {
+                opened: now,
+                frames_in: 0,
+                frames_out: 0,
+                bytes_in: 0,
+                bytes_out: 0,
+            },
         }
     }
 

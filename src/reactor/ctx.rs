@@ -258,9 +258,17 @@ impl Ctx<'_> {
     }
 
     /// Queues wire bytes (one or more whole frames) for `conn`, after everything
-    /// queued before. Returns false, sending nothing, unless `conn` is open.
+    /// queued before. Returns false, sending nothing, unless `conn` is open. The
+    /// bytes count in `Stats::bytes_out` as they are written, but not in
+    /// `Stats::frames_out`: [`Ctx::send_frames`] says how many frames they hold.
     pub fn send(&mut self, conn: ConnId, bytes: Bytes) -> bool {
-        self.core.send(conn, bytes)
+        self.core.send(conn, bytes, 0)
+    }
+
+    /// As [`Ctx::send`], for bytes holding `count` whole frames (a run from
+    /// [`Ctx::take`] and its [`Frames::count`]), which count as frames out.
+    pub fn send_frames(&mut self, conn: ConnId, bytes: Bytes, count: usize) -> bool {
+        self.core.send(conn, bytes, count as u64)
     }
 
     /// Frames `payload` in `conn`'s framing and queues it.
@@ -270,7 +278,7 @@ impl Ctx<'_> {
     /// header, a newline in a line); [`SendError::Gone`] unless `conn` is open.
     pub fn send_frame(&mut self, conn: ConnId, payload: &[u8]) -> Result<(), SendError> {
         let bytes = self.encode(conn, payload)?;
-        if self.core.send(conn, bytes) {
+        if self.core.send(conn, bytes, 1) {
             Ok(())
         } else {
             Err(SendError::Gone)
@@ -319,9 +327,9 @@ impl Ctx<'_> {
         }
     }
 
-    /// Queues `last` for `conn`, then closes it as [`Ctx::close`] does.
+    /// Queues `last` (one frame) for `conn`, then closes it as [`Ctx::close`] does.
     pub fn close_after(&mut self, conn: ConnId, last: Bytes) {
-        self.core.send(conn, last);
+        self.core.send(conn, last, 1);
         self.close(conn);
     }
 

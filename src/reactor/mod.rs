@@ -18,11 +18,16 @@
 //!    a second, take back the empty read buffers of connections gone quiet.
 //!
 //! The parts: `accept` admits connections, `serve` is the data path (read, frame,
-//! deliver, flush, close), `timers` the deadlines, [`Ctx`] what a service may do.
+//! deliver, flush, close), `timers` the deadlines, [`Ctx`] what a service may do,
+//! `admin` the admin endpoint's connections (never the service's; the HTTP is
+//! [`crate::admin`]'s), `oplog` the rate-limited lines for the operator, `stats` the
+//! counters and their renderers.
 
 mod accept;
+mod admin;
 mod connection;
 mod ctx;
+mod oplog;
 mod output;
 mod read_buf;
 mod serve;
@@ -45,12 +50,14 @@ use slab::Slab;
 use crate::config::{Config, ConfigError};
 use crate::service::Service;
 use connection::{Connection, Phase};
+use oplog::Notice;
 use timers::{ServiceTimers, Timeouts, Timers};
 
+pub use admin::{ADMIN_IDLE, MAX_ADMIN_CONNECTIONS};
 pub use ctx::{Body, Closed, ConnId, Ctx, Frame, FrameIter, Frames, SendError};
 pub use output::{Output, CHUNK_COST};
 pub use read_buf::ReadBuf;
-pub use stats::{Counter, Stats};
+pub use stats::{Gauges, Kind, Metric, Stats, Value, METRICS};
 pub use timers::Expiry;
 
 /// The largest `max_connections` a reactor takes: each connection holds a descriptor,
@@ -62,6 +69,11 @@ const EVENTS_CAPACITY: usize = 1024;
 /// read buffer (up to 256 KiB after streaming, 1 MiB after a large frame), so many
 /// quiet connections cost little memory, as Redis frees idle clients' query buffers.
 const RELEASE_IDLE_AFTER: Duration = Duration::from_secs(2);
+/// Listen backlog of an admin listener: a scraper or an operator, not a crowd.
+const ADMIN_BACKLOG: u32 = 64;
+/// Each kind of operator line (refusals, timeouts, protocol errors) is logged at
+/// `info` at most this often; the rest are counted into the next line.
+const NOTICE_EVERY: Duration = Duration::from_secs(1);
 /// How often connections are looked over for idle buffers, while there are any.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -162,11 +174,21 @@ impl Handle {
     }
 }
 
+/// What a listener's connections are for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// Clients of the service.
+    Data,
+    /// The admin endpoint (`Config::admin`): served by the reactor, never the service.
+    Admin,
+}
+
 /// A listening socket and whether it may hold connections not yet accepted.
 struct Listener {
     socket: TcpListener,
     addr: SocketAddr,
     ready: bool,
+    role: Role,
 }
 
 /// What a slab key stands for: each token is the key of one of these.
@@ -178,6 +200,8 @@ enum Entry {
     Listener(Listener),
     /// A client connection.
     Stream(Connection),
+    /// A connection to the admin endpoint.
+    Admin(admin::AdminConn),
     /// The waker through which a [`Handle`] reaches the loop.
     Waker,
 }
@@ -198,21 +222,17 @@ fn stream_of(entries: &mut Slab<Entry>, id: ConnId) -> Option<&mut Connection> {
     }
 }
 
-/// Refusals at the connection limit not yet logged, and when the last line was.
-#[derive(Debug, Default, Clone, Copy)]
-struct Refusals {
-    unlogged: u64,
-    last_line: Option<Instant>,
-}
-
 /// Everything but the service: what a [`Ctx`] borrows.
 struct Core {
     /// The one poller every socket is registered with.
     poll: Poll,
     /// Listeners, connections and the waker; a key is a token.
     entries: Slab<Entry>,
-    /// Keys of the listeners, in the order they were given. Emptied at shutdown.
+    /// Keys of the listeners, in the order they were given, data then admin. The
+    /// data listeners go at shutdown; the admin ones stay, to watch the drain.
     listeners: Vec<usize>,
+    /// The admin endpoint's connections.
+    admin: admin::AdminPort,
     /// Connections in `entries`.
     open: usize,
     /// What the reactor was asked to do, validated.
@@ -252,8 +272,9 @@ struct Core {
     accept_paused_until: Option<Instant>,
     /// The current pause after accept errors; doubles while they persist.
     accept_backoff: Duration,
-    /// Refusals at the connection limit, logged at most once a second.
-    refusals: Refusals,
+    /// Lines for the operator (refusals, timeouts, protocol errors), at most one a
+    /// second per kind.
+    notices: oplog::Throttle,
     /// What [`Handle`]s have asked for since the last turn.
     requests: Arc<Mutex<Vec<Request>>>,
     /// The waker [`Handle`]s use.
@@ -266,6 +287,8 @@ struct Core {
     stats_line: Option<stats::StatsLine>,
     /// What has happened so far.
     stats: Stats,
+    /// When the reactor was built, for the uptime.
+    started: Instant,
     /// The one read buffer lent to each connection holding little while it is read
     /// (see `ReadBuf::lend`), so an idle or trickling connection costs only its
     /// leftover bytes.
@@ -292,10 +315,16 @@ impl<S: Service> Reactor<S> {
         config.validate().map_err(StartError::Config)?;
         let poll = Poll::new().map_err(StartError::Poll)?;
         let mut entries = Slab::new();
-        let mut listeners = Vec::with_capacity(config.listen.len());
-        for &addr in &config.listen {
+        let mut listeners = Vec::with_capacity(config.listen.len() + config.admin.len());
+        let roles = config.listen.iter().map(|&a| (a, Role::Data));
+        let admin_roles = config.admin.iter().map(|&a| (a, Role::Admin));
+        for (addr, role) in roles.chain(admin_roles) {
             let bind_error = |source| StartError::Bind { addr, source };
-            let mut socket = accept::bind_listener(addr, config.backlog).map_err(bind_error)?;
+            let backlog = match role {
+                Role::Data => config.backlog,
+                Role::Admin => ADMIN_BACKLOG,
+            };
+            let mut socket = accept::bind_listener(addr, backlog).map_err(bind_error)?;
             let addr = socket.local_addr().map_err(bind_error)?;
             let entry = entries.vacant_entry();
             poll.registry()
@@ -306,6 +335,7 @@ impl<S: Service> Reactor<S> {
                 socket,
                 addr,
                 ready: false,
+                role,
             }));
         }
         let waker_entry = entries.vacant_entry();
@@ -324,6 +354,7 @@ impl<S: Service> Reactor<S> {
             poll,
             entries,
             listeners,
+            admin: admin::AdminPort::default(),
             open: 0,
             timeouts: Timeouts {
                 idle: config.idle_timeout,
@@ -350,12 +381,13 @@ impl<S: Service> Reactor<S> {
             spare_fd: accept::reserve_fd(),
             accept_paused_until: None,
             accept_backoff: accept::MIN_BACKOFF,
-            refusals: Refusals::default(),
+            notices: oplog::Throttle::new(NOTICE_EVERY),
             requests: Arc::default(),
             waker: Arc::new(waker),
             draining_until: None,
             next_sweep: now + SWEEP_INTERVAL,
             stats: Stats::default(),
+            started: now,
             splicer,
             shared: ReadBuf::new(0),
         };
@@ -372,19 +404,22 @@ impl<S: Service> Reactor<S> {
 
     /// The bound addresses, with real ports where port 0 was asked for.
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.core
-            .listeners
-            .iter()
-            .filter_map(|&key| match self.core.entries.get(key) {
-                Some(Entry::Listener(l)) => Some(l.addr),
-                _ => None,
-            })
-            .collect()
+        self.core.listener_addrs(Role::Data)
+    }
+
+    /// The admin endpoint's bound addresses (`Config::admin`), with real ports.
+    pub fn admin_addrs(&self) -> Vec<SocketAddr> {
+        self.core.listener_addrs(Role::Admin)
     }
 
     /// What the reactor has done so far.
     pub fn stats(&self) -> Stats {
         self.core.stats
+    }
+
+    /// What is true now: open connections, queued output, uptime.
+    pub fn gauges(&self) -> Gauges {
+        self.core.gauges()
     }
 
     /// The service.
@@ -399,6 +434,7 @@ impl<S: Service> Reactor<S> {
     pub fn run(&mut self) -> io::Result<Stopped> {
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         self.log_start();
+        self.core.now = Instant::now();
         loop {
             self.flush_dirty();
             self.reap();
@@ -406,7 +442,11 @@ impl<S: Service> Reactor<S> {
                 self.core.log_stop(stopped);
                 return Ok(stopped);
             }
-            let timeout = self.core.poll_timeout();
+            // One clock read before the poll, which its timeout needed anyway, times
+            // the turn that ends here.
+            let before_poll = Instant::now();
+            self.core.end_turn(before_poll);
+            let timeout = self.core.poll_timeout(before_poll);
             match self.core.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
                 Err(e) if interrupted(&e) => continue,
@@ -420,6 +460,7 @@ impl<S: Service> Reactor<S> {
                 match self.core.entries.get_mut(key) {
                     Some(Entry::Listener(listener)) => listener.ready = true,
                     Some(Entry::Waker) => woken = true,
+                    Some(Entry::Admin(conn)) => self.core.admin.mark(conn, key),
                     Some(Entry::Stream(conn)) => {
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
                             conn.readable = true;
@@ -440,16 +481,20 @@ impl<S: Service> Reactor<S> {
             self.core.accept_ready();
             self.open_accepted();
             self.serve_ready();
+            self.core.serve_admin();
             // After reading, so a frame that arrived with this wake-up counts as activity.
             self.core.expire_timers();
             self.run_service_timers();
-            self.core.log_refusals();
+            self.core.log_notices();
             if self.core.now >= self.core.next_sweep {
                 self.core.release_idle_buffers();
             }
             let now = self.core.now;
-            if let Some(line) = self.core.stats_line.as_mut().filter(|l| now >= l.due) {
-                info!("{}", line.render(&self.core.stats, self.core.open, now));
+            if self.core.stats_line.is_some_and(|l| now >= l.due) {
+                let gauges = self.core.gauges();
+                if let Some(line) = self.core.stats_line.as_mut() {
+                    info!("{}", line.render(&self.core.stats, &gauges, now));
+                }
             }
         }
     }
@@ -494,11 +539,12 @@ impl<S: Service> Reactor<S> {
                 }
                 Request::LogStats => {
                     let now = self.core.now;
+                    let gauges = self.core.gauges();
                     let core = &mut self.core;
                     let mut line = core
                         .stats_line
                         .unwrap_or_else(|| stats::StatsLine::new(Duration::from_secs(1), now));
-                    info!("{}", line.render(&core.stats, core.open, now));
+                    info!("{}", line.render(&core.stats, &gauges, now));
                     if core.stats_line.is_some() {
                         core.stats_line = Some(line);
                     }
@@ -515,7 +561,15 @@ impl<S: Service> Reactor<S> {
             "{why}: shutting down; flushing {} connection(s) for up to {:?} (send it again to stop at once)",
             self.core.open, self.core.config.drain_timeout
         );
-        for key in std::mem::take(&mut self.core.listeners) {
+        let entries = &self.core.entries;
+        let (admin, data): (Vec<usize>, Vec<usize>) =
+            std::mem::take(&mut self.core.listeners)
+                .into_iter()
+                .partition(|&key| {
+                    matches!(entries.get(key), Some(Entry::Listener(l)) if l.role == Role::Admin)
+                });
+        self.core.listeners = admin;
+        for key in data {
             if let Some(Entry::Listener(mut listener)) = self.core.entries.try_remove(key) {
                 if let Err(e) = self.core.poll.registry().deregister(&mut listener.socket) {
                     debug!("deregister listener {}: {e}", listener.addr);
@@ -571,7 +625,7 @@ impl<S: Service> Reactor<S> {
         };
         info!(
             "serving {} listener(s): {}, framing {}{splice}, max frame {} B, max output {} B, max connections {}",
-            self.core.listeners.len(),
+            self.local_addrs().len(),
             self.service.describe(),
             c.framing,
             c.max_frame,
@@ -586,10 +640,73 @@ impl<S: Service> Reactor<S> {
                 );
             }
         }
+        for addr in self.admin_addrs() {
+            let reach = if addr.ip().is_loopback() {
+                ""
+            } else {
+                ", which is not a loopback address: reachable from other hosts"
+            };
+            info!("admin endpoint on http://{addr}/ (/metrics, /stats, /healthz, /connz){reach}");
+        }
     }
 }
 
 impl Core {
+    /// The addresses of the listeners with `role`.
+    fn listener_addrs(&self, role: Role) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter_map(|&key| match self.entries.get(key) {
+                Some(Entry::Listener(l)) if l.role == role => Some(l.addr),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Counts the turn that began at `self.now` and ends at `end`.
+    fn end_turn(&mut self, end: Instant) {
+        let micros = end.saturating_duration_since(self.now).as_micros();
+        self.stats.turns += 1;
+        let micros = u64::try_from(micros).unwrap_or(u64::MAX);
+        if micros > self.stats.longest_turn_us {
+            self.stats.longest_turn_us = micros;
+        }
+    }
+
+    /// Logs the operator lines whose second is up, each with the count it folded.
+    fn log_notices(&mut self) {
+        use oplog::Notice;
+        let max = self.config.max_connections;
+        let timeouts = self.timeouts;
+        let limit = |d: Option<Duration>| d.map_or_else(|| "off".into(), |d| format!("{d:?}"));
+        for (kind, n, over) in self.notices.due(self.now) {
+            let secs = over.as_secs_f64();
+            match kind {
+                Notice::OverLimit => {
+                    warn!("refused {n} connection(s): at the limit of {max} connections")
+                }
+                Notice::Denied => info!(
+                    "refused {n} more connection(s) by the access rules in the last {secs:.1} s"
+                ),
+                Notice::IdleTimeout => info!(
+                    "idle timeout: {n} more connection(s) closed in the last {secs:.1} s (--idle-timeout {})",
+                    limit(timeouts.idle)
+                ),
+                Notice::FrameTimeout => info!(
+                    "frame timeout: {n} more connection(s) closed in the last {secs:.1} s (--frame-timeout {})",
+                    limit(timeouts.frame)
+                ),
+                Notice::WriteTimeout => info!(
+                    "write timeout: {n} more connection(s) closed in the last {secs:.1} s (--write-timeout {})",
+                    limit(timeouts.write)
+                ),
+                Notice::ProtocolError => info!(
+                    "protocol error: {n} more connection(s) closed in the last {secs:.1} s (each is logged at debug)"
+                ),
+            }
+        }
+    }
+
     /// The open connection `id` names (not a later one reusing its key).
     fn stream(&self, id: ConnId) -> Option<&Connection> {
         match self.entries.get(id.key()) {
@@ -628,7 +745,7 @@ impl Core {
             .collect()
     }
 
-    /// Whether any listener may have connections waiting.
+    /// Whether any listener may have connections waiting (data or admin).
     fn any_listener_ready(&self) -> bool {
         self.listeners
             .iter()
@@ -636,14 +753,15 @@ impl Core {
     }
 
     /// How long the next poll may block: not at all while work is pending (connections
-    /// to read or to flush), otherwise until the earliest deadline (timers, accept
-    /// pause, drain), or indefinitely.
-    fn poll_timeout(&self) -> Option<Duration> {
+    /// to read or to flush, admin requests), otherwise until the earliest deadline
+    /// (timers, accept pause, drain), or indefinitely.
+    fn poll_timeout(&self, now: Instant) -> Option<Duration> {
         let accepting = self.accept_paused_until.is_none();
         // Output queued by the callbacks that run after the flush (on_drain,
         // on_body_done, on_close) is flushed next turn, without waiting for an event.
         if !self.ready.is_empty()
             || !self.dirty.is_empty()
+            || self.admin.has_ready()
             || (accepting && self.any_listener_ready())
         {
             return Some(Duration::ZERO);
@@ -655,11 +773,11 @@ impl Core {
             self.draining_until,
             (self.open > 0).then_some(self.next_sweep),
             self.stats_line.map(|line| line.due),
-            self.next_refusals_line()
-                .filter(|_| self.refusals.unlogged > 0),
+            self.notices.next_due(),
+            self.admin.next_deadline(),
         ];
         let next = deadlines.into_iter().flatten().min()?;
-        Some(next.saturating_duration_since(Instant::now()))
+        Some(next.saturating_duration_since(now))
     }
 
     /// Closes every connection whose deadline has passed; re-arms those whose deadline
@@ -682,11 +800,18 @@ impl Core {
                     self.settle(key);
                 }
                 Some((deadline, expiry)) if deadline <= self.now => {
-                    match expiry {
-                        Expiry::Idle => self.stats.idle_timeouts += 1,
-                        Expiry::Frame => self.stats.frame_timeouts += 1,
-                        Expiry::Write => self.stats.write_timeouts += 1,
-                        Expiry::Linger | Expiry::Quiet => {}
+                    let (count, notice) = match expiry {
+                        Expiry::Idle => (&mut self.stats.idle_timeouts, Notice::IdleTimeout),
+                        Expiry::Frame => (&mut self.stats.frame_timeouts, Notice::FrameTimeout),
+                        Expiry::Write => (&mut self.stats.write_timeouts, Notice::WriteTimeout),
+                        Expiry::Linger | Expiry::Quiet => {
+                            self.close(key, Closed::Timeout(expiry));
+                            continue;
+                        }
+                    };
+                    *count += 1;
+                    if self.notices.admit(notice, self.now) {
+                        info!("{}: closing: {expiry}", conn.peer);
                     }
                     // A goodbye can still be written after an idle or frame timeout (not
                     // when writes stall); the connection then closes as any drain does.
@@ -757,7 +882,7 @@ impl Core {
             }
             Stopped::Forced => warn!("shutdown forced; {} connection(s) dropped", self.open),
         }
-        info!("totals: {}", self.stats.render(false));
+        info!("totals: {}", self.stats.render(&self.gauges(), false));
     }
 }
 

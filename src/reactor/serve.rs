@@ -13,7 +13,9 @@ use mio::Token;
 
 use super::connection::{Connection, Pending, Phase};
 use super::ctx::{Body, Closed, ConnId, Ctx, Frames};
+use super::oplog::Notice;
 use super::{interrupted, stream_mut, stream_of, would_block, Core, Entry, Reactor};
+use crate::codec::{diagnose, FrameError};
 use crate::service::Service;
 
 /// Bytes read from one connection per loop turn before the others get their turn, so a
@@ -101,6 +103,7 @@ impl<S: Service> Reactor<S> {
                     conn.last_read = n;
                     budget = budget.saturating_sub(n);
                     core.stats.bytes_in += n as u64;
+                    conn.traffic.bytes_in += n as u64;
                     let drained = !filled && !conn.hup;
                     if drained {
                         conn.readable = false;
@@ -142,26 +145,20 @@ impl<S: Service> Reactor<S> {
                 Ok(run) if run.is_incomplete() => break,
                 Ok(run) => run,
                 Err(error) => {
-                    info!(
-                        "{}: protocol error: {error}; closing after {} queued bytes",
-                        conn.peer,
-                        conn.output.len()
-                    );
-                    core.stats.protocol_errors += 1;
-                    core.goodbye(key, &format!("protocol error: {error}"));
-                    core.drain(key);
+                    core.on_protocol_error(key, error);
                     return;
                 }
             };
             if let Some(error) = run.oversize {
                 debug!("{}: skipping oversized frame: {error}", conn.peer);
-                core.stats.oversized += 1;
+                core.stats.oversize_skipped += 1;
             }
             boundary |= run.frames > 0 || run.oversize.is_some();
             if run.frames > 0 {
                 completed = true;
                 trace!("{}: {} frame(s), {} bytes", conn.peer, run.frames, run.len);
                 core.stats.frames_in += run.frames as u64;
+                conn.traffic.frames_in += run.frames as u64;
                 let id = ConnId::new(key, conn.serial);
                 core.untaken = Some((key, run.len));
                 let frames = Frames {
@@ -325,8 +322,14 @@ impl Core {
                 conn.last_read = pass.read;
                 conn.clock.last_frame = self.now;
                 self.stats.frames_in += 1;
+                self.stats.frames_out += 1;
                 self.stats.bytes_in += pass.read as u64;
                 self.stats.bytes_out += pass.written as u64;
+                let traffic = &mut conn.traffic;
+                traffic.frames_in += 1;
+                traffic.frames_out += 1;
+                traffic.bytes_in += pass.read as u64;
+                traffic.bytes_out += pass.written as u64;
                 if !pass.rest.is_empty() {
                     self.enqueue(key, pass.rest);
                     self.after_frames(key);
@@ -408,10 +411,13 @@ impl Core {
         let Some(conn) = stream_mut(&mut self.entries, key) else {
             return;
         };
+        self.stats.frames_out += frames.count as u64;
+        conn.traffic.frames_out += frames.count as u64;
         if conn.is_flushed() {
             match conn.write_through(len) {
                 Ok(written) => {
                     self.stats.bytes_out += written as u64;
+                    conn.traffic.bytes_out += written as u64;
                     if written > 0 {
                         conn.clock.last_frame = self.now;
                     }
@@ -438,12 +444,14 @@ impl Core {
         stream_mut(&mut self.entries, frames.key).map_or_else(Bytes::new, |c| c.input.split(len))
     }
 
-    /// Queues `bytes` for an open connection `id`; false if it is not open.
-    pub(super) fn send(&mut self, id: ConnId, bytes: Bytes) -> bool {
-        match self.stream(id) {
-            Some(conn) if conn.phase == Phase::Open => {}
+    /// Queues `bytes`, holding `frames` frames, for an open connection `id`; false if
+    /// it is not open.
+    pub(super) fn send(&mut self, id: ConnId, bytes: Bytes, frames: u64) -> bool {
+        match stream_of(&mut self.entries, id) {
+            Some(conn) if conn.phase == Phase::Open => conn.traffic.frames_out += frames,
             _ => return false,
         }
+        self.stats.frames_out += frames;
         self.enqueue(id.key(), bytes);
         true
     }
@@ -527,8 +535,13 @@ impl Core {
             }
         }
         self.stats.bytes_out += written as u64;
+        conn.traffic.bytes_out += written as u64;
         if written > 0 {
             conn.clock.last_frame = now;
+        }
+        if !conn.output.is_empty() {
+            let queued = conn.output.len() as u64;
+            self.stats.queued_high_water = self.stats.queued_high_water.max(queued);
         }
         let stalled = conn.clock.write_stalled;
         conn.clock.write_stalled = match (conn.is_flushed(), written > 0) {
@@ -630,6 +643,33 @@ impl Core {
         }
     }
 
+    /// Connection `key` broke the framing with `error`: counted, logged with what the
+    /// rejected bytes suggest (at `info` once a second, the rest folded; each at
+    /// `debug`), told why with `--goodbye`, and closed once its output is flushed.
+    fn on_protocol_error(&mut self, key: usize, error: FrameError) {
+        let Some(conn) = stream_mut(&mut self.entries, key) else {
+            return;
+        };
+        self.stats.oversize += 1;
+        let head = conn.input.data();
+        let head = head.get(..diagnose::SAMPLE).unwrap_or(head);
+        let hint = diagnose::diagnose(self.config.framing, head, self.config.max_frame)
+            .map(|hint| format!("; {hint}"))
+            .unwrap_or_default();
+        let line = format!(
+            "{}: protocol error: {error}{hint}; closing after {} queued bytes",
+            conn.peer,
+            conn.output.len()
+        );
+        if self.notices.admit(Notice::ProtocolError, self.now) {
+            info!("{line}");
+        } else {
+            debug!("{line}");
+        }
+        self.goodbye(key, &format!("protocol error: {error}"));
+        self.drain(key);
+    }
+
     /// With `--goodbye`: queues one last frame on connection `key`, in its framing,
     /// saying why it is being closed (`framecast: closing: idle timeout`).
     pub(super) fn goodbye(&mut self, key: usize, why: &str) {
@@ -643,6 +683,8 @@ impl Core {
             return;
         }
         if let Some(frame) = goodbye_frame(&conn.codec, why) {
+            conn.traffic.frames_out += 1;
+            self.stats.frames_out += 1;
             self.enqueue(key, frame);
         }
     }

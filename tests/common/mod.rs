@@ -63,6 +63,8 @@ pub struct Daemon {
     pub addr: SocketAddr,
     /// Every address it listens on, as printed.
     pub addrs: Vec<SocketAddr>,
+    /// The admin endpoint's address, as printed, when started with `--admin`.
+    pub admin: Option<SocketAddr>,
     /// Everything it has written to stderr so far.
     stderr: Arc<Mutex<String>>,
 }
@@ -134,6 +136,7 @@ impl Daemon {
             child,
             addr: ([0, 0, 0, 0], 0).into(),
             addrs: Vec::new(),
+            admin: None,
             stderr,
         };
         for _ in 0..listeners.max(1) {
@@ -151,7 +154,26 @@ impl Daemon {
             daemon.addrs.push(addr);
         }
         daemon.addr = daemon.addrs[0];
+        if args.contains(&"--admin") {
+            let line = rx.recv_timeout(TIMEOUT).unwrap_or_else(|_| {
+                panic!(
+                    "framecast printed no admin line; stderr:\n{}",
+                    daemon.stderr()
+                )
+            });
+            let addr = line
+                .strip_prefix("framecast admin on ")
+                .and_then(|a| a.parse().ok())
+                .unwrap_or_else(|| panic!("unexpected admin line: {line:?}"));
+            daemon.admin = Some(addr);
+        }
         daemon
+    }
+
+    /// `GET path` from the admin endpoint: the status and the body.
+    pub fn admin_get(&self, path: &str) -> (u16, String) {
+        let addr = self.admin.expect("started with --admin");
+        http_get(addr, path)
     }
 
     /// The daemon's process id.
@@ -258,6 +280,27 @@ pub fn has_ipv6_loopback() -> bool {
         eprintln!("no IPv6 loopback on this host: skipping its cases");
     }
     found
+}
+
+/// One `GET path` over a new connection to `addr` (`Connection: close`): the status
+/// and the body.
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = connect(addr);
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let response = String::from_utf8(read_to_end(&mut stream)).expect("a UTF-8 response");
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no header end: {response:?}"));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status: {head:?}"));
+    (status, body.to_owned())
 }
 
 /// Connects a blocking client to `addr` with read and write timeouts.

@@ -155,7 +155,7 @@ impl Broadcast {
         };
         self.fan_out(ctx, room, from, &frames, count);
         if self.echo_self {
-            ctx.send(from, frames);
+            ctx.send_frames(from, frames, count as usize);
         }
     }
 
@@ -194,10 +194,10 @@ impl Broadcast {
             }
             match policy.offer(cost, backlog, cap, member.dropping) {
                 Offer::Queue => {
-                    ctx.send(to, frames.clone());
+                    ctx.send_frames(to, frames.clone(), count as usize);
                 }
                 Offer::QueueAndHold => {
-                    ctx.send(to, frames.clone());
+                    ctx.send_frames(to, frames.clone(), count as usize);
                     holds.push(to);
                 }
                 Offer::Skip => {
