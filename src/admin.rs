@@ -9,7 +9,8 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::reactor::{Gauges, Stats};
+use crate::reactor::{Gauges, Kind, Stats};
+use crate::service::Report;
 
 /// The largest request head accepted, in bytes; a longer one is answered 431 and the
 /// connection closed. An admin request is one line and a few headers.
@@ -55,6 +56,8 @@ pub trait Introspect {
     fn connections(&self, offset: usize, limit: usize, rows: &mut Vec<ConnRow>) -> usize;
     /// True once a graceful shutdown has begun (`/healthz` then says so, 503).
     fn is_draining(&self) -> bool;
+    /// What the service reports of itself (broadcast: its rooms).
+    fn report(&self) -> Report;
 }
 
 /// What the bytes received so far call for.
@@ -144,15 +147,17 @@ fn route(
     Ok(match path {
         "/metrics" => {
             let (stats, gauges) = reactor.metrics();
-            (
-                200,
-                "text/plain; version=0.0.4; charset=utf-8",
-                stats.render_prometheus(&gauges),
-            )
+            let mut text = stats.render_prometheus(&gauges);
+            report_prometheus(&reactor.report(), &mut text);
+            (200, "text/plain; version=0.0.4; charset=utf-8", text)
         }
         "/stats" => {
             let (stats, gauges) = reactor.metrics();
-            (200, JSON, stats.render_json(&gauges) + "\n")
+            let mut json = stats.render_json(&gauges);
+            json.pop(); // the closing brace: the service's tables go inside
+            report_json(&reactor.report(), &mut json);
+            json.push_str("}\n");
+            (200, JSON, json)
         }
         "/healthz" if reactor.is_draining() => (503, TEXT, "shutting down\n".into()),
         "/healthz" => (200, TEXT, "ok\n".into()),
@@ -165,6 +170,91 @@ fn route(
         ),
         _ => (404, TEXT, format!("no such page: {path}\n")),
     })
+}
+
+/// Appends the service's tables in the Prometheus text format: one family per column,
+/// `framecast_room_members{room="a"} 3`, with `HELP` and `TYPE` lines.
+fn report_prometheus(report: &Report, out: &mut String) {
+    for table in &report.tables {
+        for (i, column) in table.columns.iter().enumerate() {
+            let (name, kind) = match column.kind {
+                Kind::Counter => (
+                    format!("framecast_{}_{}_total", table.row, column.name),
+                    "counter",
+                ),
+                Kind::Gauge => (format!("framecast_{}_{}", table.row, column.name), "gauge"),
+            };
+            let _ = writeln!(out, "# HELP {name} {}", column.help);
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            for (row, values) in &table.rows {
+                let _ = write!(out, "{name}{{{}=\"", table.row);
+                label_value(row, out);
+                let _ = writeln!(out, "\"}} {}", values.get(i).copied().unwrap_or(0));
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP framecast_{0}s {0}s there are, shown or not.",
+            table.row
+        );
+        let _ = writeln!(out, "# TYPE framecast_{}s gauge", table.row);
+        let _ = writeln!(out, "framecast_{}s {}", table.row, table.total);
+    }
+}
+
+/// Appends the service's tables as JSON members of the `/stats` object:
+/// `,"rooms":{"total":2,"rows":[{"name":"a","members":3,"frames":10},...]}`.
+fn report_json(report: &Report, out: &mut String) {
+    for table in &report.tables {
+        let _ = write!(
+            out,
+            ",\"{}s\":{{\"total\":{},\"rows\":[",
+            table.row, table.total
+        );
+        for (r, (row, values)) in table.rows.iter().enumerate() {
+            if r > 0 {
+                out.push(',');
+            }
+            out.push_str("{\"name\":\"");
+            json_string(row, out);
+            out.push('"');
+            for (column, value) in table.columns.iter().zip(values) {
+                let _ = write!(out, ",\"{}\":{value}", column.name);
+            }
+            out.push('}');
+        }
+        out.push_str("]}");
+    }
+}
+
+/// `text` as the inside of a Prometheus label value: `\`, `"` and newline escaped.
+fn label_value(text: &str, out: &mut String) {
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// `text` as the inside of a JSON string: quotes, backslashes and control characters
+/// escaped.
+fn json_string(text: &str, out: &mut String) {
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if u32::from(c) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
 }
 
 /// The `/connz` page the query asks for: `offset` (0) and `limit`
@@ -268,6 +358,7 @@ fn insert_header(response: &mut Vec<u8>, line: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::service::report::Column;
 
     struct Fake {
         conns: Vec<ConnRow>,
@@ -296,7 +387,28 @@ mod tests {
         fn is_draining(&self) -> bool {
             self.draining
         }
+
+        fn report(&self) -> Report {
+            let mut report = Report::default();
+            let table = report.table("room", ROOM_COLUMNS);
+            table.push(b"lobby", &[2, 40]);
+            table.push(b"say \"hi\"\n", &[1, 0]);
+            report
+        }
     }
+
+    const ROOM_COLUMNS: &[Column] = &[
+        Column {
+            name: "members",
+            kind: Kind::Gauge,
+            help: "Members.",
+        },
+        Column {
+            name: "frames",
+            kind: Kind::Counter,
+            help: "Frames.",
+        },
+    ];
 
     fn fake(n: u64) -> Fake {
         let conns = (1..=n)
@@ -455,5 +567,35 @@ mod tests {
         assert!(capped.contains(&format!("\"limit\":{MAX_CONNZ_LIMIT},")));
         assert_eq!(answer(&get("/connz?limit=many"), &reactor).0, 400);
         assert_eq!(answer(&get("/connz?sort=age"), &reactor).0, 400);
+    }
+
+    #[test]
+    fn the_services_tables_are_on_stats_and_metrics() {
+        let reactor = fake(0);
+        let body = |path: &str| {
+            let request = format!("GET {path} HTTP/1.1\r\n\r\n");
+            match respond(request.as_bytes(), &reactor) {
+                Outcome::Respond { bytes, .. } => String::from_utf8(bytes).unwrap(),
+                Outcome::Incomplete => panic!("incomplete"),
+            }
+        };
+        let stats = body("/stats");
+        assert!(
+            stats.contains(
+                r#","rooms":{"total":2,"rows":[{"name":"lobby","members":2,"frames":40},{"name":"say \"hi\"\n","members":1,"frames":0}]}}"#
+            ),
+            "{stats}"
+        );
+        let metrics = body("/metrics");
+        for line in [
+            "# TYPE framecast_room_members gauge",
+            "framecast_room_members{room=\"lobby\"} 2",
+            "# TYPE framecast_room_frames_total counter",
+            "framecast_room_frames_total{room=\"lobby\"} 40",
+            "framecast_room_frames_total{room=\"say \\\"hi\\\"\\n\"} 0",
+            "framecast_rooms 2",
+        ] {
+            assert!(metrics.lines().any(|l| l == line), "{line} in {metrics}");
+        }
     }
 }

@@ -353,3 +353,46 @@ fn fifty_bad_clients_make_a_line_and_a_count_not_fifty_lines() {
     assert_eq!(own + folded, 50, "{log}");
     assert!(log.contains("HTTP request"), "{log}");
 }
+
+#[test]
+fn rooms_are_counted_on_stats_and_metrics() {
+    let daemon = Daemon::start(&["--mode", "broadcast", "--rooms", "--admin", "127.0.0.1:0"]);
+    let join = |room: &[u8]| {
+        let mut c = daemon.connect();
+        c.write_all(&frame_u32be(room)).unwrap();
+        c
+    };
+    let mut publisher = join(b"a");
+    let mut readers = [join(b"a"), join(b"a")];
+    let lonely = join(b"b");
+    wait_for_stat(&daemon, "connections_open", 4.0);
+    // Joins are frames in: once all four are counted, every client is in its room.
+    wait_for_stat(&daemon, "frames_in", 4.0);
+    for i in 0..3u8 {
+        publisher.write_all(&frame_u32be(&[i; 10])).unwrap();
+    }
+    for reader in &mut readers {
+        for i in 0..3u8 {
+            assert_eq!(common::read_frame_u32be(reader), Some(vec![i; 10]));
+        }
+    }
+    let (_, json) = daemon.admin_get("/stats");
+    assert!(
+        json.contains(r#""rooms":{"total":2,"rows":[{"name":"a","members":3,"frames":3},{"name":"b","members":1,"frames":0}]}"#),
+        "{json}"
+    );
+    let (_, metrics) = daemon.admin_get("/metrics");
+    for line in [
+        "framecast_room_members{room=\"a\"} 3",
+        "framecast_room_frames_total{room=\"a\"} 3",
+        "framecast_room_members{room=\"b\"} 1",
+        "framecast_rooms 2",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in {metrics}");
+    }
+    // A room goes when its last member does.
+    drop(lonely);
+    wait_for_stat(&daemon, "connections_open", 3.0);
+    let (_, json) = daemon.admin_get("/stats");
+    assert!(json.contains(r#""rooms":{"total":1,"#), "{json}");
+}

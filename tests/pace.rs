@@ -29,6 +29,13 @@ fn read_burst(mut stream: TcpStream, delay: Duration) -> u32 {
         let Some(p) = read_frame_u32be(&mut stream) else {
             return seq;
         };
+        if p.len() != SIZE {
+            // A goodbye: this reader was closed as a slow consumer.
+            panic!(
+                "reader closed at frame {seq}: {}",
+                String::from_utf8_lossy(&p)
+            );
+        }
         assert!(
             p == burst_payload(seq),
             "frame {seq} corrupted or out of order"
@@ -54,8 +61,10 @@ fn burst(cap: Option<(&str, u64)>, slow: Duration) {
     let mut args = vec![
         "--mode",
         "broadcast",
+        // Far above the longest stretch a live reader holds the publisher (half the cap at
+        // its pace: 256 ms at the default cap), so a loaded machine does not close one.
         "--slow-consumer-timeout",
-        "1s",
+        "3s",
         "--goodbye",
     ];
     let cap_kib = match cap {

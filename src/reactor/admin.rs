@@ -19,6 +19,7 @@ use mio::{Interest, Token};
 use super::connection::Phase;
 use super::{interrupted, would_block, Core, Entry, Gauges, Stats};
 use crate::admin::{self, ConnRow, Introspect, Outcome, MAX_REQUEST};
+use crate::service::Report;
 
 /// Admin connections open at once; one more closes the one idle longest. Enough for
 /// a scraper, a dashboard and an operator's `curl`s.
@@ -148,12 +149,13 @@ impl Core {
         }
     }
 
-    /// Serves every admin connection that had an event this turn.
-    pub(super) fn serve_admin(&mut self) {
+    /// Serves every admin connection that had an event this turn; `report` gives what
+    /// the service says of itself, asked only by a request that shows it.
+    pub(super) fn serve_admin(&mut self, report: &dyn Fn() -> Report) {
         for key in std::mem::take(&mut self.admin.ready) {
             if let Some(Entry::Admin(conn)) = self.entries.get_mut(key) {
                 conn.in_ready = false;
-                self.serve_admin_conn(key);
+                self.serve_admin_conn(key, report);
             }
         }
         if self.admin.next_sweep.is_some_and(|at| self.now >= at) {
@@ -162,7 +164,7 @@ impl Core {
     }
 
     /// Writes, reads and answers one admin connection as far as it goes this turn.
-    fn serve_admin_conn(&mut self, key: usize) {
+    fn serve_admin_conn(&mut self, key: usize, report: &dyn Fn() -> Report) {
         let now = self.now;
         let Some(Entry::Admin(conn)) = self.entries.get_mut(key) else {
             return;
@@ -196,7 +198,7 @@ impl Core {
                 break;
             }
             let input = std::mem::take(&mut conn.input);
-            let outcome = admin::respond(&input, &*self);
+            let outcome = admin::respond(&input, &View { core: self, report });
             let Some(Entry::Admin(conn)) = self.entries.get_mut(key) else {
                 return;
             };
@@ -325,20 +327,27 @@ impl Core {
     }
 }
 
-impl Introspect for Core {
+/// What an admin request sees: the reactor, and the service through its report.
+struct View<'a> {
+    core: &'a Core,
+    report: &'a dyn Fn() -> Report,
+}
+
+impl Introspect for View<'_> {
     fn metrics(&self) -> (Stats, Gauges) {
-        (self.stats, self.gauges())
+        (self.core.stats, self.core.gauges())
     }
 
     fn connections(&self, offset: usize, limit: usize, rows: &mut Vec<ConnRow>) -> usize {
-        let conns = self.entries.iter().filter_map(|(_, e)| match e {
+        let core = self.core;
+        let conns = core.entries.iter().filter_map(|(_, e)| match e {
             Entry::Stream(c) => Some(c),
             _ => None,
         });
         rows.extend(conns.skip(offset).take(limit).map(|c| ConnRow {
             id: c.serial,
             peer: c.peer,
-            age: self.now.saturating_duration_since(c.traffic.opened),
+            age: core.now.saturating_duration_since(c.traffic.opened),
             frames_in: c.traffic.frames_in,
             frames_out: c.traffic.frames_out,
             bytes_in: c.traffic.bytes_in,
@@ -353,11 +362,15 @@ impl Introspect for Core {
                 Phase::Closed => "closed",
             },
         }));
-        self.open
+        core.open
     }
 
     fn is_draining(&self) -> bool {
-        self.draining_until.is_some()
+        self.core.draining_until.is_some()
+    }
+
+    fn report(&self) -> Report {
+        (self.report)()
     }
 }
 

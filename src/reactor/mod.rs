@@ -48,7 +48,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
 use crate::config::{Config, ConfigError};
-use crate::service::Service;
+use crate::service::{Report, Service};
 use connection::{Connection, Phase};
 use oplog::Notice;
 use timers::{ServiceTimers, Timeouts, Timers};
@@ -481,7 +481,12 @@ impl<S: Service> Reactor<S> {
             self.core.accept_ready();
             self.open_accepted();
             self.serve_ready();
-            self.core.serve_admin();
+            let service = &self.service;
+            self.core.serve_admin(&|| {
+                let mut report = Report::default();
+                service.report(&mut report);
+                report
+            });
             // After reading, so a frame that arrived with this wake-up counts as activity.
             self.core.expire_timers();
             self.run_service_timers();

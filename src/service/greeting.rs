@@ -62,6 +62,10 @@ impl<S: Service> Service for Greeting<S> {
         false
     }
 
+    fn report(&self, report: &mut super::Report) {
+        self.inner.report(report);
+    }
+
     fn describe(&self) -> String {
         format!("{}, greeting each connection", self.inner.describe())
     }

@@ -6,10 +6,12 @@
 //! - [`echo`]: every frame back to its sender (RFC 862 for `raw`), zero-copy.
 //! - [`broadcast`]: every frame to every other client, with a slow-consumer policy.
 //! - [`greeting`]: any service, with a first frame sent to each new connection.
+//! - [`report`]: what a service shows on the admin endpoint (broadcast: its rooms).
 
 pub mod broadcast;
 pub mod echo;
 pub mod greeting;
+pub mod report;
 
 use std::net::SocketAddr;
 
@@ -17,6 +19,7 @@ pub use crate::reactor::{Closed, ConnId, Ctx, Frame, Frames};
 pub use broadcast::{Broadcast, SlowConsumer};
 pub use echo::Echo;
 pub use greeting::Greeting;
+pub use report::Report;
 
 /// Per-frame logic driven by the reactor. Every method has a default that does
 /// nothing (or, for [`Service::on_frames`], hands each frame to
@@ -75,6 +78,13 @@ pub trait Service {
     /// (`Config::splice`). Only [`Echo`] says so.
     fn echoes_verbatim(&self) -> bool {
         false
+    }
+
+    /// Fills in what the admin endpoint shows of the service beside the reactor's
+    /// counters (`/stats`, `/metrics`): broadcast reports one row per room. Called
+    /// only when an admin request asks, never on the data path.
+    fn report(&self, report: &mut Report) {
+        let _ = report;
     }
 
     /// A few words for the start-up line: the service and its settings.

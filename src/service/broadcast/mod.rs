@@ -24,8 +24,9 @@ use slab::Slab;
 
 pub use policy::{Offer, ParseNameError, SlowConsumer};
 
+use super::report::{Column, Report};
 use super::{Closed, ConnId, Ctx, Frames, Service};
-use crate::reactor::CHUNK_COST;
+use crate::reactor::{Kind, CHUNK_COST};
 
 /// How long a recipient may keep a publisher waiting in one stretch (policy `pace`).
 pub const DEFAULT_SLOW_CONSUMER_TIMEOUT: Duration = Duration::from_secs(2);
@@ -441,6 +442,28 @@ impl Service for Broadcast {
         self.forget(id);
         let why = format!("slow consumer (backlog {backlog} B over the {cap} B cap for {secs} s)");
         ctx.close_for(id, &why, Closed::SlowConsumer);
+    }
+
+    fn report(&self, report: &mut Report) {
+        const COLUMNS: &[Column] = &[
+            Column {
+                name: "members",
+                kind: Kind::Gauge,
+                help: "Connections in the room now.",
+            },
+            Column {
+                name: "frames",
+                kind: Kind::Counter,
+                help: "Frames published in the room.",
+            },
+        ];
+        // The most crowded rooms first: those are the ones a capped page must show.
+        let mut rooms: Vec<&Room> = self.rooms.iter().map(|(_, r)| r).collect();
+        rooms.sort_by_key(|r| std::cmp::Reverse(r.members.len()));
+        let table = report.table("room", COLUMNS);
+        for room in rooms {
+            table.push(&room.name, &[room.members.len() as u64, room.frames]);
+        }
     }
 
     fn describe(&self) -> String {
