@@ -3,7 +3,9 @@
 #   1. 1 -> 100 against 1 -> SUBS (10,000) subscribers, 128 B frames, the publisher at
 #      most 16 frames ahead, alternating RUNS times: CPU per delivery (target: 1 -> 10,000
 #      at most 1.2x of 1 -> 100) and the delivery latency p50/p99/p99.9 over every
-#      subscriber (the p99 of the slowest subscribers is in it);
+#      subscriber (the p99 of the slowest subscribers is in it); the same runs against
+#      benches/relay-floor (one plain write per recipient per read, nothing else), in the
+#      same rounds, show how much of the growth is the kernel's own;
 #   2. ROOMS (20) rooms x 50 members with 5 publishers each against `--rooms`: one
 #      framecast-bench per room (`--room rN`), all at once; the daemon's CPU over the
 #      run divided by the deliveries all benches counted, and each room's error count.
@@ -36,6 +38,10 @@ trap cleanup EXIT INT TERM
 cargo build --release --quiet --bin framecast --bin framecast-bench
 FRAMECAST=target/release/framecast
 BENCH=target/release/framecast-bench
+RELAY_FLOOR=target/relay-floor/release/relay-floor
+ulimit -n 20000 2>/dev/null || true  # relay-floor does not raise its own limit
+cargo build --release --quiet --manifest-path benches/relay-floor/Cargo.toml --target-dir target/relay-floor ||
+  RELAY_FLOOR=""
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 field() { grep -o "\"$2\":[-0-9.e]*" <<<"$1" | head -1 | cut -d: -f2; }
@@ -44,10 +50,15 @@ median() { sort -g | awk '{v[NR]=$1} END {if (NR==0) print "nan"; else if (NR%2)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 # start_server ARGS...: the daemon on a free port, pinned; sets SERVER_PID and PORT.
+# With FLOOR=1, relay-floor instead (no arguments).
 start_server() {
   PORT=$(free_port)
-  taskset -c "$SERVER_CPU" "$FRAMECAST" --listen "127.0.0.1:$PORT" --mode broadcast \
-    --max-connections 20000 "$@" >"$WORK/server.out" 2>&1 &
+  if [[ "${FLOOR:-0}" == 1 ]]; then
+    taskset -c "$SERVER_CPU" "$RELAY_FLOOR" "127.0.0.1:$PORT" >"$WORK/server.out" 2>&1 &
+  else
+    taskset -c "$SERVER_CPU" "$FRAMECAST" --listen "127.0.0.1:$PORT" --mode broadcast \
+      --max-connections 20000 "$@" >"$WORK/server.out" 2>&1 &
+  fi
   SERVER_PID=$!
   for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && return 0; sleep 0.1; done
   echo "error: the daemon did not start:" >&2
@@ -61,10 +72,11 @@ stop_server() {
   SERVER_PID=""
 }
 
-# fan SUBSCRIBERS: one 1 -> SUBSCRIBERS run; appends "µs/delivery p50 p99 p99.9 errors".
+# fan SUBSCRIBERS [SERVER]: one 1 -> SUBSCRIBERS run against framecast (or
+# relay-floor); appends "µs/delivery p50 p99 p99.9 errors" to fan.SERVER.SUBSCRIBERS.
 fan() {
-  local subs=$1 json
-  start_server
+  local subs=$1 server=${2:-framecast} json
+  if [[ "$server" == floor ]]; then FLOOR=1 start_server; else start_server; fi
   json=$(timeout "$LIMIT" taskset -c "$BENCH_CPU" "$BENCH" "127.0.0.1:$PORT" --scenario broadcast \
     --publishers 1 --subscribers "$subs" --depth 16 --size 128 --duration "$DURATION" --warmup 1 \
     --server-pid "$SERVER_PID" --json 2>"$WORK/bench.err") || true
@@ -73,22 +85,34 @@ fan() {
     echo "run failed (1 -> $subs): $(tail -1 "$WORK/bench.err")" >&2
     return 0
   fi
-  echo "$(field "$json" server_us_per_frame) $(field "$json" p50) $(field "$json" p99) $(field "$json" p99_9) $(field "$json" total)" >>"$WORK/fan.$subs"
+  echo "$(field "$json" server_us_per_frame) $(field "$json" p50) $(field "$json" p99) $(field "$json" p99_9) $(field "$json" total)" >>"$WORK/fan.$server.$subs"
 }
 
 echo "broadcast fan-out, 128 B, depth 16, medians of $RUNS alternating runs of ${DURATION}s:"
+SERVERS=(framecast)
+[[ -n "$RELAY_FLOOR" ]] && SERVERS+=(floor)
 for _ in $(seq "$RUNS"); do
-  fan 100
-  fan "$SUBS"
+  for server in "${SERVERS[@]}"; do
+    fan 100 "$server"
+    fan "$SUBS" "$server"
+  done
 done
-printf '  %-12s %14s %9s %9s %10s %7s\n' fan-out "µs/delivery" "p50 µs" "p99 µs" "p99.9 µs" errors
-for subs in 100 "$SUBS"; do
-  col() { awk -v c="$1" '{print $c}' "$WORK/fan.$subs" | median; }
-  errors=$(awk '{s+=$5} END {print s+0}' "$WORK/fan.$subs")
-  printf '  %-12s %14.3f %9.1f %9.1f %10.1f %7s\n' "1 -> $subs" "$(col 1)" "$(col 2)" "$(col 3)" "$(col 4)" "$errors"
+printf '  %-12s %-10s %14s %9s %9s %10s %7s\n' fan-out server "µs/delivery" "p50 µs" "p99 µs" "p99.9 µs" errors
+for server in "${SERVERS[@]}"; do
+  for subs in 100 "$SUBS"; do
+    file="$WORK/fan.$server.$subs"
+    [[ -f "$file" ]] || continue
+    col() { awk -v c="$1" '{print $c}' "$file" | median; }
+    errors=$(awk '{s+=$5} END {print s+0}' "$file")
+    printf '  %-12s %-10s %14.3f %9.1f %9.1f %10.1f %7s\n' "1 -> $subs" "$server" "$(col 1)" "$(col 2)" "$(col 3)" "$(col 4)" "$errors"
+  done
 done
-awk -v a="$(awk '{print $1}' "$WORK/fan.100" | median)" -v b="$(awk '{print $1}' "$WORK/fan.$SUBS" | median)" \
-  -v s="$SUBS" 'BEGIN { if (a > 0) printf "  1 -> %s costs %.2fx of 1 -> 100 per delivery (target: at most 1.2)\n", s, b / a }'
+for server in "${SERVERS[@]}"; do
+  [[ -f "$WORK/fan.$server.100" && -f "$WORK/fan.$server.$SUBS" ]] || continue
+  awk -v a="$(awk '{print $1}' "$WORK/fan.$server.100" | median)" -v b="$(awk '{print $1}' "$WORK/fan.$server.$SUBS" | median)" \
+    -v s="$SUBS" -v who="$server" 'BEGIN { if (a > 0) printf "  %s: 1 -> %s costs %.2fx of 1 -> 100 per delivery (target for framecast: at most 1.2)\n", who, s, b / a }'
+done
+[[ -n "$RELAY_FLOOR" ]] || echo "  benches/relay-floor did not build: no floor rows"
 
 echo
 echo "$ROOMS rooms x 50 members, 5 publishers each, --rooms, 128 B, depth 16, ${DURATION}s:"
