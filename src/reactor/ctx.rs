@@ -13,6 +13,7 @@ use bytes::{Bytes, BytesMut};
 use log::debug;
 
 use super::connection::Phase;
+use super::fake::{FakeCtx, FakeState};
 use super::{stream_mut, Core, Stats};
 use crate::codec::{Codec, Encoder, FrameError};
 use crate::config::Config;
@@ -188,71 +189,131 @@ impl fmt::Display for SendError {
 
 impl std::error::Error for SendError {}
 
-/// The reactor as one callback sees it.
+/// The reactor as one callback sees it (or, in a unit test, a [`FakeCtx`]).
 pub struct Ctx<'a> {
-    pub(super) core: &'a mut Core,
+    inner: Inner<'a>,
+}
+
+/// What a `Ctx` acts on.
+enum Inner<'a> {
+    Reactor(&'a mut Core),
+    Fake(&'a mut FakeCtx),
+}
+
+impl<'a> Ctx<'a> {
+    /// The reactor's `Ctx` for one callback.
+    pub(super) fn reactor(core: &'a mut Core) -> Ctx<'a> {
+        Ctx {
+            inner: Inner::Reactor(core),
+        }
+    }
+
+    /// A `Ctx` over a fake reactor ([`FakeCtx::ctx`]).
+    pub(super) fn fake(fake: &'a mut FakeCtx) -> Ctx<'a> {
+        Ctx {
+            inner: Inner::Fake(fake),
+        }
+    }
 }
 
 impl Ctx<'_> {
     /// The time at the start of this loop turn.
     pub fn now(&self) -> Instant {
-        self.core.now
+        match &self.inner {
+            Inner::Reactor(core) => core.now,
+            Inner::Fake(fake) => fake.now_(),
+        }
     }
 
     /// The reactor's configuration: limits, framing, timeouts.
     pub fn config(&self) -> &Config {
-        &self.core.config
+        match &self.inner {
+            Inner::Reactor(core) => &core.config,
+            Inner::Fake(fake) => fake.config_(),
+        }
     }
 
     /// What the reactor has counted so far.
     pub fn stats(&self) -> &Stats {
-        &self.core.stats
+        match &self.inner {
+            Inner::Reactor(core) => &core.stats,
+            Inner::Fake(fake) => fake.stats_(),
+        }
     }
 
     /// The counters, for a service that counts what it decides (frames dropped,
     /// slow-consumer closes).
     pub fn stats_mut(&mut self) -> &mut Stats {
-        &mut self.core.stats
+        match &mut self.inner {
+            Inner::Reactor(core) => &mut core.stats,
+            Inner::Fake(fake) => fake.stats_mut_(),
+        }
     }
 
     /// The peer of an open connection.
     pub fn peer(&self, conn: ConnId) -> Option<SocketAddr> {
-        self.core.stream(conn).map(|c| c.peer)
+        match &self.inner {
+            Inner::Reactor(core) => core.stream(conn).map(|c| c.peer),
+            Inner::Fake(fake) => fake.peer(conn),
+        }
     }
 
     /// What waits behind the chunk being written to `conn` (bytes plus a small cost
     /// per queued chunk): how far it has fallen behind. `None` unless it is open.
     pub fn backlog(&self, conn: ConnId) -> Option<usize> {
-        self.core
-            .stream(conn)
-            .filter(|c| c.phase == Phase::Open)
-            .map(|c| c.output.backlog())
+        match &self.inner {
+            Inner::Reactor(core) => core
+                .stream(conn)
+                .filter(|c| c.phase == Phase::Open)
+                .map(|c| c.output.backlog()),
+            Inner::Fake(fake) => fake.backlog(conn),
+        }
     }
 
     /// Bytes queued for `conn` and not yet written, as the output cap counts them.
     pub fn queued(&self, conn: ConnId) -> Option<usize> {
-        self.core.stream(conn).map(|c| c.output.footprint())
+        match &self.inner {
+            Inner::Reactor(core) => core.stream(conn).map(|c| c.output.footprint()),
+            Inner::Fake(fake) => fake.queued(conn),
+        }
     }
 
     /// Sends a run back to the connection it came from: written straight from the read
     /// buffer when nothing is queued ahead (no copy), the rest queued as one `Bytes`.
     pub fn echo(&mut self, frames: Frames) {
-        self.core.echo(frames);
+        match &mut self.inner {
+            Inner::Reactor(core) => core.echo(frames),
+            Inner::Fake(fake) => {
+                let Some(id) = fake.open_ids().into_iter().find(|c| c.key() == frames.key) else {
+                    return;
+                };
+                let count = frames.count as u64;
+                let bytes = fake.take(&frames);
+                fake.send(id, bytes, count);
+            }
+        }
     }
 
     /// Takes a run out of the read buffer as one shared `Bytes` (without copying when
     /// it is a large share of the buffer), to send to any number of connections.
     pub fn take(&mut self, frames: Frames) -> Bytes {
-        self.core.take(frames)
+        match &mut self.inner {
+            Inner::Reactor(core) => core.take(frames),
+            Inner::Fake(fake) => fake.take(&frames),
+        }
     }
 
     /// Takes a run and hands out its frames one at a time.
     pub fn split(&mut self, frames: Frames) -> FrameIter {
-        let codec = stream_mut(&mut self.core.entries, frames.key)
-            .map(|c| c.codec.clone())
-            .unwrap_or_else(|| Codec::new(crate::codec::Framing::Raw, 0));
+        let codec = match &mut self.inner {
+            Inner::Reactor(core) => {
+                stream_mut(&mut core.entries, frames.key).map(|c| c.codec.clone())
+            }
+            Inner::Fake(fake) => fake.codec(frames.key),
+        }
+        .unwrap_or_else(|| Codec::new(crate::codec::Framing::Raw, 0));
         FrameIter {
-            rest: self.core.take(frames),
+            rest: self.take(frames),
             codec,
         }
     }
@@ -262,13 +323,20 @@ impl Ctx<'_> {
     /// bytes count in `Stats::bytes_out` as they are written, but not in
     /// `Stats::frames_out`: [`Ctx::send_frames`] says how many frames they hold.
     pub fn send(&mut self, conn: ConnId, bytes: Bytes) -> bool {
-        self.core.send(conn, bytes, 0)
+        self.queue(conn, bytes, 0)
     }
 
     /// As [`Ctx::send`], for bytes holding `count` whole frames (a run from
     /// [`Ctx::take`] and its [`Frames::count`]), which count as frames out.
     pub fn send_frames(&mut self, conn: ConnId, bytes: Bytes, count: usize) -> bool {
-        self.core.send(conn, bytes, count as u64)
+        self.queue(conn, bytes, count as u64)
+    }
+
+    fn queue(&mut self, conn: ConnId, bytes: Bytes, frames: u64) -> bool {
+        match &mut self.inner {
+            Inner::Reactor(core) => core.send(conn, bytes, frames),
+            Inner::Fake(fake) => fake.send(conn, bytes, frames),
+        }
     }
 
     /// Frames `payload` in `conn`'s framing and queues it.
@@ -278,7 +346,7 @@ impl Ctx<'_> {
     /// header, a newline in a line); [`SendError::Gone`] unless `conn` is open.
     pub fn send_frame(&mut self, conn: ConnId, payload: &[u8]) -> Result<(), SendError> {
         let bytes = self.encode(conn, payload)?;
-        if self.core.send(conn, bytes, 1) {
+        if self.queue(conn, bytes, 1) {
             Ok(())
         } else {
             Err(SendError::Gone)
@@ -290,7 +358,11 @@ impl Ctx<'_> {
     /// # Errors
     /// As [`Ctx::send_frame`].
     pub fn encode(&self, conn: ConnId, payload: &[u8]) -> Result<Bytes, SendError> {
-        let codec = &self.core.stream(conn).ok_or(SendError::Gone)?.codec;
+        let codec = match &self.inner {
+            Inner::Reactor(core) => core.stream(conn).map(|c| c.codec.clone()),
+            Inner::Fake(fake) => fake.peer(conn).and_then(|_| fake.codec(conn.key())),
+        }
+        .ok_or(SendError::Gone)?;
         let mut out = BytesMut::with_capacity(payload.len() + 8);
         codec.encode(payload, &mut out).map_err(SendError::Frame)?;
         Ok(out.freeze())
@@ -302,42 +374,63 @@ impl Ctx<'_> {
     ///
     /// [`Service::on_body_done`]: crate::service::Service::on_body_done
     pub fn send_body(&mut self, conn: ConnId, body: Box<dyn Body>) -> bool {
-        self.core.send_body(conn, body)
+        match &mut self.inner {
+            Inner::Reactor(core) => core.send_body(conn, body),
+            Inner::Fake(fake) => fake.send_body(conn, body),
+        }
     }
 
     /// Stops reading `conn` (its peer is pushed back by TCP) until [`Ctx::resume`].
     /// Frames already read are still delivered: the rest of the run being handed to
     /// the service when it pauses comes to it all the same.
     pub fn pause(&mut self, conn: ConnId) {
-        if let Some(c) = self.core.stream_mut(conn) {
-            c.held = true;
+        match &mut self.inner {
+            Inner::Reactor(core) => {
+                if let Some(c) = core.stream_mut(conn) {
+                    c.held = true;
+                }
+            }
+            Inner::Fake(fake) => fake.pause(conn, true),
         }
     }
 
     /// Reads `conn` again after [`Ctx::pause`].
     pub fn resume(&mut self, conn: ConnId) {
-        self.core.resume(conn);
+        match &mut self.inner {
+            Inner::Reactor(core) => core.resume(conn),
+            Inner::Fake(fake) => fake.pause(conn, false),
+        }
     }
 
     /// Closes `conn` gracefully: nothing more is read, everything queued is written,
     /// then the connection ends.
     pub fn close(&mut self, conn: ConnId) {
-        if let Some(key) = self.core.key_of(conn) {
-            self.core.drain(key);
+        match &mut self.inner {
+            Inner::Reactor(core) => {
+                if let Some(key) = core.key_of(conn) {
+                    core.drain(key);
+                }
+            }
+            Inner::Fake(fake) => fake.close(conn, FakeState::Closing),
         }
     }
 
     /// Queues `last` (one frame) for `conn`, then closes it as [`Ctx::close`] does.
     pub fn close_after(&mut self, conn: ConnId, last: Bytes) {
-        self.core.send(conn, last, 1);
+        self.queue(conn, last, 1);
         self.close(conn);
     }
 
     /// Closes `conn` at once, dropping what is queued for it.
     pub fn close_now(&mut self, conn: ConnId, why: Closed) {
-        if let Some(key) = self.core.key_of(conn) {
-            debug!("token {key}: closing ({why})");
-            self.core.close(key, why);
+        match &mut self.inner {
+            Inner::Reactor(core) => {
+                if let Some(key) = core.key_of(conn) {
+                    debug!("token {key}: closing ({why})");
+                    core.close(key, why);
+                }
+            }
+            Inner::Fake(fake) => fake.close(conn, FakeState::Closed(why.to_string())),
         }
     }
 
@@ -346,9 +439,14 @@ impl Ctx<'_> {
     /// last frame `framecast: closing: WHY` follows that chunk, then the connection
     /// closes as [`Ctx::close`] does; without it, as [`Ctx::close_now`] with `closed`.
     pub fn close_for(&mut self, conn: ConnId, why: &str, closed: Closed) {
-        if let Some(key) = self.core.key_of(conn) {
-            debug!("token {key}: closing ({why})");
-            self.core.policy_close(key, why, closed);
+        match &mut self.inner {
+            Inner::Reactor(core) => {
+                if let Some(key) = core.key_of(conn) {
+                    debug!("token {key}: closing ({why})");
+                    core.policy_close(key, why, closed);
+                }
+            }
+            Inner::Fake(fake) => fake.close(conn, FakeState::Closed(why.to_owned())),
         }
     }
 
@@ -358,11 +456,17 @@ impl Ctx<'_> {
     ///
     /// [`Service::on_timer`]: crate::service::Service::on_timer
     pub fn set_timer(&mut self, when: Instant, tag: u64) {
-        self.core.service_timers.arm(when, tag);
+        match &mut self.inner {
+            Inner::Reactor(core) => core.service_timers.arm(when, tag),
+            Inner::Fake(fake) => fake.set_timer(when, tag),
+        }
     }
 
     /// Every open connection, in key order.
     pub fn connections(&self) -> Vec<ConnId> {
-        self.core.open_ids()
+        match &self.inner {
+            Inner::Reactor(core) => core.open_ids(),
+            Inner::Fake(fake) => fake.open_ids(),
+        }
     }
 }

@@ -18,7 +18,8 @@
 //!    a second, take back the empty read buffers of connections gone quiet.
 //!
 //! The parts: `accept` admits connections, `serve` is the data path (read, frame,
-//! deliver, flush, close), `timers` the deadlines, [`Ctx`] what a service may do,
+//! deliver, flush, close), `timers` the deadlines, [`Ctx`] what a service may do
+//! ([`FakeCtx`]: the same without a reactor, for unit tests of a service),
 //! `admin` the admin endpoint's connections (never the service's; the HTTP is
 //! [`crate::admin`]'s), `oplog` the rate-limited lines for the operator, `stats` the
 //! counters and their renderers.
@@ -27,6 +28,7 @@ mod accept;
 mod admin;
 mod connection;
 mod ctx;
+mod fake;
 mod oplog;
 mod output;
 mod read_buf;
@@ -55,6 +57,7 @@ use timers::{ServiceTimers, Timeouts, Timers};
 
 pub use admin::{ADMIN_IDLE, MAX_ADMIN_CONNECTIONS};
 pub use ctx::{Body, Closed, ConnId, Ctx, Frame, FrameIter, Frames, SendError};
+pub use fake::{FakeCtx, FakeState};
 pub use output::{Output, CHUNK_COST};
 pub use read_buf::ReadBuf;
 pub use stats::{Gauges, Kind, Metric, Stats, Value, METRICS};
@@ -508,7 +511,7 @@ impl<S: Service> Reactor<S> {
     fn open_accepted(&mut self) {
         let Reactor { core, service } = self;
         while let Some((id, peer)) = core.opened.pop() {
-            service.on_open(&mut Ctx { core }, id, peer);
+            service.on_open(&mut Ctx::reactor(core), id, peer);
         }
     }
 
@@ -516,7 +519,7 @@ impl<S: Service> Reactor<S> {
     fn run_service_timers(&mut self) {
         let Reactor { core, service } = self;
         while let Some(tag) = core.service_timers.pop_due(core.now) {
-            service.on_timer(&mut Ctx { core }, tag);
+            service.on_timer(&mut Ctx::reactor(core), tag);
         }
     }
 

@@ -166,7 +166,7 @@ impl<S: Service> Reactor<S> {
                     len: run.len,
                     count: run.frames,
                 };
-                service.on_frames(&mut Ctx { core }, id, frames);
+                service.on_frames(&mut Ctx::reactor(core), id, frames);
                 core.after_frames(key);
             }
             // The frames are consumed now; what follows them is to be discarded.
@@ -213,12 +213,12 @@ impl<S: Service> Reactor<S> {
         core.spare = batch;
         let Reactor { core, service } = self;
         while let Some(id) = core.drained.pop() {
-            service.on_drain(&mut Ctx { core }, id);
+            service.on_drain(&mut Ctx::reactor(core), id);
         }
         // In the order they ended; what the service sends now is flushed next turn.
         for id in mem::take(&mut core.bodies_done) {
             if core.stream(id).is_some() {
-                service.on_body_done(&mut Ctx { core }, id);
+                service.on_body_done(&mut Ctx::reactor(core), id);
             }
         }
     }
@@ -233,7 +233,7 @@ impl<S: Service> Reactor<S> {
                 let Reactor { core, service } = self;
                 if let Some(conn) = stream_mut(&mut core.entries, *key) {
                     let id = ConnId::new(*key, conn.serial);
-                    service.on_close(&mut Ctx { core }, id, why);
+                    service.on_close(&mut Ctx::reactor(core), id, why);
                 }
             }
             for (key, why) in closed {

@@ -70,3 +70,25 @@ impl<S: Service> Service for Greeting<S> {
         format!("{}, greeting each connection", self.inner.describe())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reactor::FakeCtx;
+    use crate::service::Echo;
+    use crate::Config;
+
+    #[test]
+    fn the_greeting_comes_before_anything_the_inner_service_sends() {
+        let mut fake = FakeCtx::new(Config::default());
+        let mut service = Greeting::new("欢迎光临", Echo);
+        let conn = fake.open();
+        service.on_open(&mut fake.ctx(), conn, "127.0.0.1:1".parse().unwrap());
+        let frames = fake.frames(conn, &[b"hi"]);
+        service.on_frames(&mut fake.ctx(), conn, frames);
+        assert_eq!(
+            fake.sent_payloads(conn),
+            ["欢迎光临".as_bytes().to_vec(), b"hi".to_vec()]
+        );
+    }
+}

@@ -495,3 +495,146 @@ fn peer(ctx: &Ctx<'_>, conn: ConnId) -> String {
     ctx.peer(conn)
         .map_or_else(|| conn.to_string(), |p| p.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::reactor::{FakeCtx, FakeState};
+    use std::net::SocketAddr;
+
+    const PEER: SocketAddr =
+        SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 1);
+
+    fn open(fake: &mut FakeCtx, service: &mut Broadcast) -> ConnId {
+        let conn = fake.open();
+        service.on_open(&mut fake.ctx(), conn, PEER);
+        conn
+    }
+
+    fn publish(fake: &mut FakeCtx, service: &mut Broadcast, from: ConnId, payloads: &[&[u8]]) {
+        let frames = fake.frames(from, payloads);
+        service.on_frames(&mut fake.ctx(), from, frames);
+    }
+
+    #[test]
+    fn a_frame_goes_to_every_other_member_as_one_shared_buffer() {
+        let mut fake = FakeCtx::new(Config::default());
+        let mut service = Broadcast::new(false, SlowConsumer::Pace);
+        let conns: Vec<ConnId> = (0..3).map(|_| open(&mut fake, &mut service)).collect();
+        publish(&mut fake, &mut service, conns[0], &[b"a", b"b"]);
+        assert!(fake.sent(conns[0]).is_empty(), "not back to its sender");
+        for &to in &conns[1..] {
+            assert_eq!(fake.sent_payloads(to), [b"a".to_vec(), b"b".to_vec()]);
+            assert_eq!(fake.frames_out(to), 2);
+        }
+        // One run, one `Bytes`, the same memory for both recipients.
+        let (one, two) = (&fake.sent(conns[1])[0], &fake.sent(conns[2])[0]);
+        assert_eq!(one.as_ptr(), two.as_ptr());
+    }
+
+    #[test]
+    fn pace_holds_a_publisher_until_the_slow_reader_drains_then_times_it_out() {
+        let config = Config {
+            max_output: 1000,
+            ..Config::default()
+        };
+        let mut fake = FakeCtx::new(config);
+        let mut service = Broadcast::new(false, SlowConsumer::Pace);
+        let (publisher, reader) = (open(&mut fake, &mut service), open(&mut fake, &mut service));
+        let big = [7u8; 600];
+        publish(&mut fake, &mut service, publisher, &[&big]);
+        assert!(!fake.is_paused(publisher), "under the cap: not held");
+        publish(&mut fake, &mut service, publisher, &[&big]);
+        assert!(
+            fake.is_paused(publisher),
+            "the reader's backlog passed the cap"
+        );
+        assert_eq!(
+            fake.sent_payloads(reader).len(),
+            2,
+            "nothing lost: queued anyway"
+        );
+        assert_eq!(fake.timers.len(), 1, "the hold's timeout is armed");
+
+        // The reader catches up: the publisher is read again, the old timer is stale.
+        fake.read_all(reader);
+        service.on_drain(&mut fake.ctx(), reader);
+        assert!(!fake.is_paused(publisher));
+        let (_, stale) = fake.timers[0];
+        service.on_timer(&mut fake.ctx(), stale);
+        assert_eq!(
+            fake.state(reader),
+            Some(FakeState::Open),
+            "a stale timer closes nobody"
+        );
+
+        // Held again, and this time the reader never drains: the timeout closes it
+        // and frees the publisher.
+        publish(&mut fake, &mut service, publisher, &[&big]);
+        publish(&mut fake, &mut service, publisher, &[&big]);
+        assert!(fake.is_paused(publisher));
+        let (when, tag) = fake.timers[1];
+        fake.now = when;
+        service.on_timer(&mut fake.ctx(), tag);
+        assert!(
+            matches!(fake.state(reader), Some(FakeState::Closed(why)) if why.starts_with("slow consumer")),
+            "{:?}",
+            fake.state(reader)
+        );
+        assert!(!fake.is_paused(publisher));
+    }
+
+    #[test]
+    fn disconnect_closes_the_reader_past_the_cap_and_never_holds_the_publisher() {
+        let config = Config {
+            max_output: 1000,
+            ..Config::default()
+        };
+        let mut fake = FakeCtx::new(config);
+        let mut service = Broadcast::new(false, SlowConsumer::Disconnect);
+        let (publisher, reader) = (open(&mut fake, &mut service), open(&mut fake, &mut service));
+        publish(&mut fake, &mut service, publisher, &[&[1u8; 600]]);
+        publish(&mut fake, &mut service, publisher, &[&[2u8; 600]]);
+        assert!(!fake.is_paused(publisher));
+        assert!(matches!(fake.state(reader), Some(FakeState::Closed(_))));
+        assert_eq!(
+            fake.sent_payloads(reader).len(),
+            1,
+            "the frame past the cap is not queued"
+        );
+    }
+
+    #[test]
+    fn rooms_keep_frames_to_their_members_and_go_when_empty() {
+        let mut fake = FakeCtx::new(Config::default());
+        let mut service = Broadcast::new(false, SlowConsumer::Pace).with_rooms();
+        let conns: Vec<ConnId> = (0..3).map(|_| open(&mut fake, &mut service)).collect();
+        for (&conn, room) in conns.iter().zip([&b"a"[..], b"a", b"b"]) {
+            publish(&mut fake, &mut service, conn, &[room]);
+        }
+        assert!(
+            conns.iter().all(|&c| fake.sent(c).is_empty()),
+            "a join goes to nobody"
+        );
+        publish(&mut fake, &mut service, conns[0], &[b"hi a"]);
+        assert_eq!(fake.sent_payloads(conns[1]), [b"hi a".to_vec()]);
+        assert!(fake.sent(conns[2]).is_empty(), "room b hears nothing of a");
+        let mut rooms = service.rooms();
+        rooms.sort_by(|x, y| x.name.cmp(&y.name));
+        assert_eq!(
+            rooms
+                .iter()
+                .map(|r| (&r.name[..], r.members, r.frames))
+                .collect::<Vec<_>>(),
+            [(&b"a"[..], 2, 1), (&b"b"[..], 1, 0)]
+        );
+        fake.remove(conns[2]);
+        service.on_close(&mut fake.ctx(), conns[2], &Closed::Done);
+        assert_eq!(
+            service.rooms().len(),
+            1,
+            "room b is gone with its last member"
+        );
+    }
+}
