@@ -396,3 +396,31 @@ fn rooms_are_counted_on_stats_and_metrics() {
     let (_, json) = daemon.admin_get("/stats");
     assert!(json.contains(r#""rooms":{"total":1,"#), "{json}");
 }
+
+#[test]
+fn healthz_says_503_while_the_daemon_drains() {
+    let mut daemon = Daemon::start(&["--admin", "127.0.0.1:0", "--drain-timeout", "1m"]);
+    assert_eq!(daemon.admin_get("/healthz"), (200, "ok\n".into()));
+    // A client that keeps its connection open keeps the drain going.
+    let mut client = daemon.connect();
+    echo_roundtrip(&mut client, &frame_u32be(b"still here"));
+    daemon.signal("TERM");
+    daemon.wait_for_log("SIGTERM: shutting down");
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let (status, body) = daemon.admin_get("/healthz");
+        if status == 503 {
+            assert_eq!(body, "shutting down\n");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/healthz stayed {status} {body:?}"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+    // The client is still served, and once it leaves the daemon is done.
+    echo_roundtrip(&mut client, &frame_u32be(b"served through the drain"));
+    drop(client);
+    assert_eq!(daemon.wait_exit(TIMEOUT), Some(0));
+}
