@@ -380,14 +380,7 @@ fn main() -> ExitCode {
     }
     let report = match bench::run(&config, &mut progress, &interrupt) {
         Ok(report) => report,
-        Err(e @ bench::RunError::Interrupted { .. }) => {
-            eprintln!("framecast-bench: {e}");
-            return ExitCode::from(INTERRUPTED);
-        }
-        Err(e) => {
-            eprintln!("framecast-bench: {e}");
-            return ExitCode::from(1);
-        }
+        Err(e) => return run_failed(&e),
     };
     let mut text = if json { report.json() } else { report.text() };
     if let (Some(addr), Some(before)) = (server_stats, &before) {
@@ -426,6 +419,16 @@ fn main() -> ExitCode {
     }
 }
 
+/// Says why a run could not finish; its exit code (interrupted, or 1).
+fn run_failed(e: &bench::RunError) -> ExitCode {
+    eprintln!("framecast-bench: {e}");
+    if matches!(e, bench::RunError::Interrupted { .. }) {
+        ExitCode::from(INTERRUPTED)
+    } else {
+        ExitCode::from(1)
+    }
+}
+
 /// Exit code of a chaos run whose verified traffic was clean but whose server's peak
 /// memory passed its bound.
 const OVER_BOUND: u8 = 4;
@@ -441,14 +444,7 @@ fn run_chaos(
 ) -> ExitCode {
     let report = match bench::chaos::run(config, chaos, progress, interrupt) {
         Ok(report) => report,
-        Err(e @ bench::RunError::Interrupted { .. }) => {
-            eprintln!("framecast-bench: {e}");
-            return ExitCode::from(INTERRUPTED);
-        }
-        Err(e) => {
-            eprintln!("framecast-bench: {e}");
-            return ExitCode::from(1);
-        }
+        Err(e) => return run_failed(&e),
     };
     let text = if json { report.json() } else { report.text() };
     let mut stdout = std::io::stdout().lock();
