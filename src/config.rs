@@ -80,6 +80,10 @@ pub struct Config {
     /// `/connz`), served in the same event loop but never by the service; none by
     /// default.
     pub admin: Vec<SocketAddr>,
+    /// Bind the listening sockets with `SO_REUSEPORT`, so several reactors (the
+    /// workers of [`crate::workers`]) listen on the same address and the kernel
+    /// spreads connections over them. Off for a single reactor.
+    pub reuse_port: bool,
 }
 
 /// A configuration that cannot work: which field, and why.
@@ -170,6 +174,7 @@ impl Default for Config {
             splice: false,
             goodbye: false,
             admin: Vec::new(),
+            reuse_port: false,
         }
     }
 }

@@ -31,6 +31,8 @@
 //!   sans-IO; the reactor serves its connections, apart from the service's.
 //! - [`fd_limit`]: raising the open-file limit so `max_connections` is reachable.
 //! - [`units`]: sizes and durations in their textual forms (`8MiB`, `30s`).
+//! - [`workers`]: N reactors on N threads (`--workers`), each with its own
+//!   `SO_REUSEPORT` listener; counters summed for the admin endpoint.
 //! - `src/bin/framecast.rs`: the daemon's command line (feature `cli`, on by default;
 //!   an embedding user turns default features off and compiles no CLI, logger or
 //!   signal handling).
@@ -94,6 +96,7 @@ pub mod fd_limit;
 pub mod reactor;
 pub mod service;
 pub mod units;
+pub mod workers;
 
 pub use codec::Framing;
 pub use codec::{Codec, Decoder, Encoder, FrameError};

@@ -18,7 +18,8 @@ use framecast::access::{AccessList, Cidr};
 use framecast::codec::{Codec, Encoder, Oversize};
 use framecast::config::{self, parse_duration, parse_optional_duration, parse_size};
 use framecast::fd_limit::{self, FdLimit};
-use framecast::service::{Broadcast, Echo, Greeting, SlowConsumer};
+use framecast::service::{broadcast, Broadcast, Echo, Greeting, SlowConsumer};
+use framecast::workers::{WorkerEnd, Workers};
 use framecast::{Config, Framing, Handle, Reactor, Service, Stopped};
 use log::{info, warn};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
@@ -197,6 +198,12 @@ struct Args {
     /// address: IP:PORT, HOST:PORT or a bare PORT on loopback. Off unless given.
     #[arg(long, value_name = "ADDR", value_parser = parse_listen)]
     admin: Option<Listen>,
+
+    /// Event-loop threads, each a reactor of its own with its own SO_REUSEPORT
+    /// listener (the kernel spreads connections over them); 0 means one per core.
+    /// Broadcast rooms span them; --max-connections is split among them.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    workers: usize,
 }
 
 /// The daemon's whole setup: the reactor's configuration and the service's.
@@ -208,6 +215,7 @@ struct Setup {
     slow_consumer_timeout: Duration,
     rooms: bool,
     greeting: Option<String>,
+    workers: usize,
 }
 
 /// A time limit that `off` disables. (An alias, so clap takes the whole `Option` from
@@ -265,6 +273,7 @@ impl Args {
             splice: self.splice,
             goodbye: self.goodbye,
             admin: self.admin.map(|l| l.0).unwrap_or_default(),
+            reuse_port: false,
         };
         if let Err(e) = config.validate() {
             let flag = e.field.replace('_', "-");
@@ -287,6 +296,10 @@ impl Args {
             slow_consumer_timeout: self.slow_consumer_timeout,
             rooms: self.rooms,
             greeting: self.greeting,
+            workers: match self.workers {
+                0 => framecast::workers::per_core(),
+                n => n,
+            },
         })
     }
 }
@@ -333,7 +346,7 @@ fn warn_fd_short(limit: u64, wanted: u64, max_connections: usize) {
 /// Delivers signals to the reactor from a thread of its own: the first SIGINT or
 /// SIGTERM starts a graceful shutdown, the next stops at once; SIGUSR1 logs the
 /// counters; SIGHUP is logged and ignored.
-fn forward_signals(handle: Handle) -> std::io::Result<()> {
+fn forward_signals(handles: Vec<Handle>) -> std::io::Result<()> {
     let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP, SIGUSR1])?;
     std::thread::Builder::new()
         .name("signals".into())
@@ -343,7 +356,7 @@ fn forward_signals(handle: Handle) -> std::io::Result<()> {
                     SIGINT => "SIGINT",
                     SIGTERM => "SIGTERM",
                     SIGUSR1 => {
-                        handle.log_stats();
+                        handles.iter().for_each(Handle::log_stats);
                         continue;
                     }
                     _ => {
@@ -352,7 +365,9 @@ fn forward_signals(handle: Handle) -> std::io::Result<()> {
                     }
                 };
                 // The reactor says "again" and stops at once on a second shutdown.
-                handle.shutdown(name);
+                for handle in &handles {
+                    handle.shutdown(name);
+                }
             }
         })?;
     Ok(())
@@ -369,7 +384,7 @@ fn serve<S: Service>(config: Config, service: S, banner: &str) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    if let Err(e) = forward_signals(reactor.handle()) {
+    if let Err(e) = forward_signals(vec![reactor.handle()]) {
         eprintln!("framecast: cannot handle signals: {e}");
         return ExitCode::from(1);
     }
@@ -397,6 +412,55 @@ fn serve<S: Service>(config: Config, service: S, banner: &str) -> ExitCode {
     }
 }
 
+/// Prints the start-up lines every test and operator waits for.
+fn print_addrs(local: &[SocketAddr], admin: &[SocketAddr], banner: &str) {
+    let mut stdout = std::io::stdout().lock();
+    for addr in local {
+        // Best effort: a closed stdout must not stop the daemon.
+        let _ = writeln!(stdout, "framecast listening on {addr} ({banner})");
+    }
+    for addr in admin {
+        let _ = writeln!(stdout, "framecast admin on {addr}");
+    }
+    let _ = stdout.flush();
+}
+
+/// Binds `n` workers, each serving what `make` builds, wires them with `wire`, and
+/// runs them: the daemon's exit code (1 if any worker failed or panicked).
+fn serve_workers<S: Service + Send + 'static>(
+    config: Config,
+    n: usize,
+    make: impl FnMut(usize) -> S,
+    wire: impl FnOnce(&mut Workers<S>),
+    banner: &str,
+) -> ExitCode {
+    let max_connections = config.max_connections;
+    let fd_short = raise_fd_limit(max_connections);
+    let mut workers = match Workers::bind(config, n, make) {
+        Ok(workers) => workers,
+        Err(e) => {
+            eprintln!("framecast: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    wire(&mut workers);
+    if let Err(e) = forward_signals(workers.handles()) {
+        eprintln!("framecast: cannot handle signals: {e}");
+        return ExitCode::from(1);
+    }
+    if let Some((limit, wanted)) = fd_short {
+        warn_fd_short(limit, wanted, max_connections);
+    }
+    info!("{n} workers, each with its own SO_REUSEPORT listener and a share of --max-connections");
+    print_addrs(&workers.local_addrs(), &workers.admin_addrs(), banner);
+    let ends = workers.run();
+    if ends.iter().all(WorkerEnd::is_clean) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
 fn main() -> ExitCode {
     let setup = match Args::parse().into_setup() {
         Ok(setup) => setup,
@@ -404,20 +468,48 @@ fn main() -> ExitCode {
     };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let banner = format!("{}, {}", setup.mode, setup.config.framing);
+    let room = || {
+        let room = Broadcast::new(setup.echo_self, setup.slow_consumer)
+            .slow_consumer_timeout(setup.slow_consumer_timeout);
+        if setup.rooms {
+            room.with_rooms()
+        } else {
+            room
+        }
+    };
     let config = setup.config;
-    match (setup.mode, setup.greeting) {
-        (Mode::Echo, None) => serve(config, Echo, &banner),
-        (Mode::Echo, Some(text)) => serve(config, Greeting::new(text, Echo), &banner),
-        (Mode::Broadcast, greeting) => {
-            let mut room = Broadcast::new(setup.echo_self, setup.slow_consumer)
-                .slow_consumer_timeout(setup.slow_consumer_timeout);
-            if setup.rooms {
-                room = room.with_rooms();
-            }
-            match greeting {
-                None => serve(config, room, &banner),
-                Some(text) => serve(config, Greeting::new(text, room), &banner),
-            }
+    let cap = config.max_output;
+    let n = setup.workers;
+    // The rooms span the workers: each worker's broadcast is linked to every other's.
+    let mesh = |notifiers: Vec<_>| broadcast::mesh(&notifiers, cap).into_iter();
+    match (setup.mode, setup.greeting, n) {
+        (Mode::Echo, None, 1) => serve(config, Echo, &banner),
+        (Mode::Echo, Some(text), 1) => serve(config, Greeting::new(text, Echo), &banner),
+        (Mode::Broadcast, None, 1) => serve(config, room(), &banner),
+        (Mode::Broadcast, Some(text), 1) => serve(config, Greeting::new(text, room()), &banner),
+        (Mode::Echo, None, n) => serve_workers(config, n, |_| Echo, |_| {}, &banner),
+        (Mode::Echo, Some(text), n) => {
+            let make = |_| Greeting::new(text.clone(), Echo);
+            serve_workers(config, n, make, |_| {}, &banner)
+        }
+        (Mode::Broadcast, None, n) => {
+            let wire = |w: &mut Workers<Broadcast>| {
+                let fabrics = mesh(w.notifiers());
+                for (service, fabric) in w.services_mut().zip(fabrics) {
+                    service.span(fabric);
+                }
+            };
+            serve_workers(config, n, |_| room(), wire, &banner)
+        }
+        (Mode::Broadcast, Some(text), n) => {
+            let wire = |w: &mut Workers<Greeting<Broadcast>>| {
+                let fabrics = mesh(w.notifiers());
+                for (service, fabric) in w.services_mut().zip(fabrics) {
+                    service.inner_mut().span(fabric);
+                }
+            };
+            let make = |_| Greeting::new(text.clone(), room());
+            serve_workers(config, n, make, wire, &banner)
         }
     }
 }

@@ -30,10 +30,19 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 const EMFILE: i32 = 24;
 const ENFILE: i32 = 23;
 
-/// A listening socket on `addr` with `backlog`, non-blocking, `SO_REUSEADDR` set.
-pub(super) fn bind_listener(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+/// A listening socket on `addr` with `backlog`, non-blocking, `SO_REUSEADDR` set, and
+/// `SO_REUSEPORT` with `reuse_port` (`--workers`: each worker binds the same address
+/// and the kernel spreads connections over them).
+pub(super) fn bind_listener(
+    addr: SocketAddr,
+    backlog: u32,
+    reuse_port: bool,
+) -> io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
     socket.bind(&addr.into())?;
     socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
     socket.set_nonblocking(true)?;
@@ -256,7 +265,7 @@ mod tests {
 
     #[test]
     fn bind_listener_uses_the_backlog_and_a_real_port() {
-        let listener = bind_listener("127.0.0.1:0".parse().unwrap(), 7).unwrap();
+        let listener = bind_listener("127.0.0.1:0".parse().unwrap(), 7, false).unwrap();
         assert_ne!(listener.local_addr().unwrap().port(), 0);
     }
 }

@@ -335,7 +335,11 @@ struct View<'a> {
 
 impl Introspect for View<'_> {
     fn metrics(&self) -> (Stats, Gauges) {
-        (self.core.stats, self.core.gauges())
+        let (stats, gauges) = (self.core.stats, self.core.gauges());
+        match &self.core.seat {
+            Some(seat) => seat.total(&stats, &gauges),
+            None => (stats, gauges),
+        }
     }
 
     fn connections(&self, offset: usize, limit: usize, rows: &mut Vec<ConnRow>) -> usize {
@@ -370,7 +374,11 @@ impl Introspect for View<'_> {
     }
 
     fn report(&self) -> Report {
-        (self.report)()
+        let mut report = (self.report)();
+        if let Some(seat) = &self.core.seat {
+            seat.report(&self.core.stats, &self.core.gauges(), &mut report);
+        }
+        report
     }
 }
 

@@ -29,6 +29,8 @@ mod admin;
 mod connection;
 mod ctx;
 mod fake;
+mod fleet;
+pub mod mailbox;
 mod oplog;
 mod output;
 mod read_buf;
@@ -41,6 +43,7 @@ use std::fmt;
 use std::fs::File;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -58,6 +61,8 @@ use timers::{ServiceTimers, Timeouts, Timers};
 pub use admin::{ADMIN_IDLE, MAX_ADMIN_CONNECTIONS};
 pub use ctx::{Body, Closed, ConnId, Ctx, Frame, FrameIter, Frames, SendError};
 pub use fake::{FakeCtx, FakeState};
+pub use fleet::{StatsBoard, PUBLISH_EVERY};
+pub use mailbox::Notifier;
 pub use output::{Output, CHUNK_COST};
 pub use read_buf::ReadBuf;
 pub use stats::{Gauges, Kind, Metric, Stats, Value, METRICS};
@@ -146,6 +151,8 @@ enum Request {
 pub struct Handle {
     waker: Arc<Waker>,
     requests: Arc<Mutex<Vec<Request>>>,
+    /// Set with each request, so a wake-up for a [`Notifier`] takes no lock.
+    asked: Arc<AtomicBool>,
 }
 
 impl Handle {
@@ -154,6 +161,7 @@ impl Handle {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(request);
+        self.asked.store(true, Ordering::SeqCst);
         if let Err(e) = self.waker.wake() {
             warn!("cannot wake the event loop: {e}");
         }
@@ -280,8 +288,14 @@ struct Core {
     notices: oplog::Throttle,
     /// What [`Handle`]s have asked for since the last turn.
     requests: Arc<Mutex<Vec<Request>>>,
-    /// The waker [`Handle`]s use.
+    /// Set by a [`Handle`] with each request.
+    asked: Arc<AtomicBool>,
+    /// Set by a [`Notifier`]: the service's `on_wake` is due.
+    notified: Arc<AtomicBool>,
+    /// The waker [`Handle`]s and [`Notifier`]s use (one per poller, as mio wants).
     waker: Arc<Waker>,
+    /// With `--workers`: this reactor's seat on the board of every worker's counters.
+    seat: Option<fleet::Seat>,
     /// During a graceful shutdown: when the drain gives up.
     draining_until: Option<Instant>,
     /// When connections are next looked over for idle read buffers.
@@ -327,7 +341,9 @@ impl<S: Service> Reactor<S> {
                 Role::Data => config.backlog,
                 Role::Admin => ADMIN_BACKLOG,
             };
-            let mut socket = accept::bind_listener(addr, backlog).map_err(bind_error)?;
+            let reuse_port = role == Role::Data && config.reuse_port;
+            let mut socket =
+                accept::bind_listener(addr, backlog, reuse_port).map_err(bind_error)?;
             let addr = socket.local_addr().map_err(bind_error)?;
             let entry = entries.vacant_entry();
             poll.registry()
@@ -386,7 +402,10 @@ impl<S: Service> Reactor<S> {
             accept_backoff: accept::MIN_BACKOFF,
             notices: oplog::Throttle::new(NOTICE_EVERY),
             requests: Arc::default(),
+            asked: Arc::default(),
+            notified: Arc::default(),
             waker: Arc::new(waker),
+            seat: None,
             draining_until: None,
             next_sweep: now + SWEEP_INTERVAL,
             stats: Stats::default(),
@@ -402,7 +421,28 @@ impl<S: Service> Reactor<S> {
         Handle {
             waker: Arc::clone(&self.core.waker),
             requests: Arc::clone(&self.core.requests),
+            asked: Arc::clone(&self.core.asked),
         }
+    }
+
+    /// A [`Notifier`] that has the service's [`Service::on_wake`] called from any
+    /// thread (another reactor with a message for it, say).
+    pub fn notifier(&self) -> Notifier {
+        Notifier::new(
+            Arc::clone(&self.core.waker),
+            Arc::clone(&self.core.notified),
+        )
+    }
+
+    /// Takes seat `index` on `board`: the counters are copied there every
+    /// [`PUBLISH_EVERY`], and the admin endpoint (if this reactor serves one) shows
+    /// the sum of every seat and a row per seat. For `--workers`.
+    pub fn share_stats(&mut self, board: Arc<StatsBoard>, index: usize) {
+        self.core.seat = Some(fleet::Seat {
+            index,
+            board,
+            due: self.core.now,
+        });
     }
 
     /// The bound addresses, with real ports where port 0 was asked for.
@@ -430,6 +470,11 @@ impl<S: Service> Reactor<S> {
         &self.service
     }
 
+    /// The service, to wire it up before [`Reactor::run`] (to other reactors, say).
+    pub fn service_mut(&mut self) -> &mut S {
+        &mut self.service
+    }
+
     /// Runs the event loop until a [`Handle`]'s shutdown completes or it asks to stop.
     ///
     /// # Errors
@@ -442,6 +487,7 @@ impl<S: Service> Reactor<S> {
             self.flush_dirty();
             self.reap();
             if let Some(stopped) = self.drain_finished() {
+                self.core.publish_stats();
                 self.core.log_stop(stopped);
                 return Ok(stopped);
             }
@@ -477,9 +523,14 @@ impl<S: Service> Reactor<S> {
                     None => {}
                 }
             }
-            if woken && self.on_requests() {
+            if woken && self.core.asked.swap(false, Ordering::SeqCst) && self.on_requests() {
+                self.core.publish_stats();
                 self.core.log_stop(Stopped::Forced);
                 return Ok(Stopped::Forced);
+            }
+            if woken && self.core.notified.swap(false, Ordering::SeqCst) {
+                let Reactor { core, service } = self;
+                service.on_wake(&mut Ctx::reactor(core));
             }
             self.core.accept_ready();
             self.open_accepted();
@@ -490,6 +541,14 @@ impl<S: Service> Reactor<S> {
                 service.report(&mut report);
                 report
             });
+            if self
+                .core
+                .seat
+                .as_ref()
+                .is_some_and(|s| now_due(s.due, self.core.now))
+            {
+                self.core.publish_stats();
+            }
             // After reading, so a frame that arrived with this wake-up counts as activity.
             self.core.expire_timers();
             self.run_service_timers();
@@ -671,6 +730,14 @@ impl Core {
             .collect()
     }
 
+    /// With `--workers`: copies the counters to this reactor's seat on the board.
+    fn publish_stats(&mut self) {
+        let (stats, gauges, now) = (self.stats, self.gauges(), self.now);
+        if let Some(seat) = self.seat.as_mut() {
+            seat.publish(stats, gauges, now);
+        }
+    }
+
     /// Counts the turn that began at `self.now` and ends at `end`.
     fn end_turn(&mut self, end: Instant) {
         let micros = end.saturating_duration_since(self.now).as_micros();
@@ -781,6 +848,7 @@ impl Core {
             self.draining_until,
             (self.open > 0).then_some(self.next_sweep),
             self.stats_line.map(|line| line.due),
+            self.seat.as_ref().map(|seat| seat.due),
             self.notices.next_due(),
             self.admin.next_deadline(),
         ];
@@ -892,6 +960,11 @@ impl Core {
         }
         info!("totals: {}", self.stats.render(&self.gauges(), false));
     }
+}
+
+/// True once `due` has come at `now`.
+fn now_due(due: Instant, now: Instant) -> bool {
+    now >= due
 }
 
 /// True for the error that ends a read or write loop: the socket has no more for now.

@@ -23,6 +23,11 @@ impl<S> Greeting<S> {
             inner,
         }
     }
+
+    /// The service it wraps, to wire it up before the reactor runs.
+    pub fn inner_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
 }
 
 impl<S: Service> Service for Greeting<S> {
@@ -55,6 +60,10 @@ impl<S: Service> Service for Greeting<S> {
 
     fn on_timer(&mut self, ctx: &mut Ctx<'_>, tag: u64) {
         self.inner.on_timer(ctx, tag);
+    }
+
+    fn on_wake(&mut self, ctx: &mut Ctx<'_>) {
+        self.inner.on_wake(ctx);
     }
 
     fn echoes_verbatim(&self) -> bool {

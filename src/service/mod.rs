@@ -68,6 +68,18 @@ pub trait Service {
         let _ = (ctx, conn, why);
     }
 
+    /// Another thread called a [`Notifier`] of this reactor
+    /// ([`Reactor::notifier`]): a message for the service is waiting (from another
+    /// worker, say). Called at most once per loop turn however many notified; the
+    /// service takes what waits for it in queues of its own
+    /// ([`crate::reactor::mailbox::link`]).
+    ///
+    /// [`Notifier`]: crate::reactor::Notifier
+    /// [`Reactor::notifier`]: crate::Reactor::notifier
+    fn on_wake(&mut self, ctx: &mut Ctx<'_>) {
+        let _ = ctx;
+    }
+
     /// A timer set with [`Ctx::set_timer`] came due.
     fn on_timer(&mut self, ctx: &mut Ctx<'_>, tag: u64) {
         let _ = (ctx, tag);

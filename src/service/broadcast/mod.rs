@@ -12,6 +12,7 @@
 //! publisher. The sender's own echo is held back by the reactor's backpressure like
 //! any output of its own.
 
+pub mod fabric;
 mod policy;
 
 use std::collections::HashMap;
@@ -22,10 +23,12 @@ use bytes::Bytes;
 use log::{debug, info};
 use slab::Slab;
 
+pub use fabric::{mesh, Fabric, Message};
 pub use policy::{Offer, ParseNameError, SlowConsumer};
 
 use super::report::{Column, Report};
 use super::{Closed, ConnId, Ctx, Frames, Service};
+use crate::reactor::mailbox::Sent;
 use crate::reactor::{Kind, CHUNK_COST};
 
 /// How long a recipient may keep a publisher waiting in one stretch (policy `pace`).
@@ -48,6 +51,22 @@ pub struct Broadcast {
     by_name: HashMap<Bytes, usize>,
     /// Per connection, by its key.
     slots: Vec<Option<Member>>,
+    /// With `--workers`: the links to the other workers' broadcasts, so rooms span
+    /// them.
+    fabric: Option<Fabric>,
+}
+
+/// A publisher or a recipient on any worker: the worker's index (0 without workers)
+/// and the connection there.
+type Who = (usize, ConnId);
+
+/// What a publisher waits for before it is read again (policy `pace`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Blocker {
+    /// A recipient past the cap, on this worker or another.
+    Conn(usize, ConnId),
+    /// The link to a worker, past its cap.
+    Link(usize),
 }
 
 /// One room: its members in the order they joined, the recipients of its frames.
@@ -69,10 +88,10 @@ struct Member {
     dropping: bool,
     /// Frames skipped for it so far, for the log when it leaves.
     dropped: u64,
-    /// Publishers it holds (policy `pace`): they wait until it drains.
-    holding: Vec<ConnId>,
-    /// As a publisher: the recipients it waits for.
-    waits_on: Vec<ConnId>,
+    /// Publishers it holds (policy `pace`), on any worker: they wait until it drains.
+    holding: Vec<Who>,
+    /// As a publisher: the recipients (and links) it waits for.
+    waits_on: Vec<Blocker>,
     /// Counts its holding stretches, so the timer of an ended one is ignored.
     stretch: u32,
 }
@@ -101,7 +120,19 @@ impl Broadcast {
             rooms,
             by_name: HashMap::new(),
             slots: Vec::new(),
+            fabric: None,
         }
+    }
+
+    /// Spans the rooms over workers: frames published here go to the other workers
+    /// through `fabric` ([`mesh`] makes one per worker), and theirs come here.
+    pub fn span(&mut self, fabric: Fabric) {
+        self.fabric = Some(fabric);
+    }
+
+    /// This worker's index (0 without workers).
+    fn me(&self) -> usize {
+        self.fabric.as_ref().map_or(0, |f| f.me)
     }
 
     /// Rooms instead of one room: each client's first frame (1 to
@@ -154,32 +185,88 @@ impl Broadcast {
         let Some((room, _)) = self.member(from).and_then(|m| m.room) else {
             return;
         };
-        self.fan_out(ctx, room, from, &frames, count);
+        if let Some(r) = self.rooms.get_mut(room) {
+            r.frames += count;
+        }
+        let me = self.me();
+        self.fan_out(ctx, room, (me, from), &frames, count);
+        self.spread(ctx, room, from, &frames, count);
         if self.echo_self {
             ctx.send_frames(from, frames, count as usize);
         }
     }
 
-    /// Offers `frames` to every member of `room` but `from`.
-    fn fan_out(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        room: usize,
-        from: ConnId,
-        frames: &Bytes,
-        count: u64,
-    ) {
-        let (cap, policy) = (ctx.config().max_output, self.policy);
-        let cost = frames.len() + CHUNK_COST;
-        let Some(r) = self.rooms.get_mut(room) else {
+    /// With workers: sends `frames` from local publisher `from` in `room` down the
+    /// link to every other worker. A link past its cap holds the publisher under
+    /// `pace`, as a slow recipient would, and drops the run for that worker under
+    /// the other policies.
+    fn spread(&mut self, ctx: &mut Ctx<'_>, room: usize, from: ConnId, frames: &Bytes, count: u64) {
+        let Some(fabric) = self.fabric.as_ref() else {
             return;
         };
-        r.frames += count;
+        let name = self
+            .rooms
+            .get(room)
+            .map(|r| r.name.clone())
+            .unwrap_or_default();
+        let weight = frames.len() + CHUNK_COST;
+        let mut over = Vec::new();
+        for (to, out) in fabric.out.iter().enumerate() {
+            let Some(out) = out else {
+                continue;
+            };
+            if self.policy != SlowConsumer::Pace && out.would_pass(weight) {
+                ctx.stats_mut().frames_dropped += count;
+                continue;
+            }
+            let message = Message::Frames {
+                publisher: from,
+                room: name.clone(),
+                frames: frames.clone(),
+                count,
+            };
+            if out.send(message) == Sent::OverCap {
+                over.push(to);
+            }
+        }
+        for to in over {
+            self.hold_on_link(ctx, from, to);
+        }
+    }
+
+    /// Policy `pace`: local `publisher` waits for the link to worker `to`.
+    fn hold_on_link(&mut self, ctx: &mut Ctx<'_>, publisher: ConnId, to: usize) {
+        let Some(held) = self.fabric.as_mut().and_then(|f| f.held.get_mut(to)) else {
+            return;
+        };
+        if held.contains(&publisher) {
+            return;
+        }
+        held.push(publisher);
+        debug!(
+            "{}: the link to worker {to} is past its cap: holding the publisher",
+            peer(ctx, publisher)
+        );
+        if let Some(p) = self.member(publisher) {
+            p.waits_on.push(Blocker::Link(to));
+            if p.waits_on.len() == 1 {
+                ctx.pause(publisher);
+            }
+        }
+    }
+
+    /// Offers `frames` to every member of `room` but `from` (if `from` is here).
+    fn fan_out(&mut self, ctx: &mut Ctx<'_>, room: usize, from: Who, frames: &Bytes, count: u64) {
+        let (cap, policy, me) = (ctx.config().max_output, self.policy, self.me());
+        let cost = frames.len() + CHUNK_COST;
+        let Some(r) = self.rooms.get(room) else {
+            return;
+        };
         // Recipients that now hold the publisher (policy `pace`; rare, so no allocation
         // unless there are some).
         let mut holds = Vec::new();
         for &to in &r.members {
-            let Some(backlog) = ctx.backlog(to).filter(|_| to != from) else {
+            let Some(backlog) = ctx.backlog(to).filter(|_| (me, to) != from) else {
                 continue;
             };
             let Some(member) = self.slots.get_mut(to.key()).and_then(Option::as_mut) else {
@@ -228,9 +315,29 @@ impl Broadcast {
         }
     }
 
-    /// Policy `pace`: `publisher` waits for `recipient`, which is past the cap.
-    fn hold(&mut self, ctx: &mut Ctx<'_>, publisher: ConnId, recipient: ConnId) {
-        let (now, timeout) = (ctx.now(), self.timeout);
+    /// Takes every message the other workers have queued for this one.
+    fn take_inbox(&mut self, ctx: &mut Ctx<'_>) {
+        let links = self.fabric.as_ref().map_or(0, |f| f.inbox.len());
+        for i in 0..links {
+            loop {
+                let Some((from, message)) = self
+                    .fabric
+                    .as_ref()
+                    .and_then(|f| f.inbox.get(i))
+                    .and_then(|(from, rx)| rx.try_recv().map(|m| (*from, m)))
+                else {
+                    break;
+                };
+                self.receive(ctx, from, message);
+            }
+        }
+        self.check_links(ctx);
+    }
+
+    /// Policy `pace`: `publisher` (here or on another worker) waits for local
+    /// `recipient`, which is past the cap.
+    fn hold(&mut self, ctx: &mut Ctx<'_>, publisher: Who, recipient: ConnId) {
+        let (now, timeout, me) = (ctx.now(), self.timeout, self.me());
         let Some(r) = self.member(recipient) else {
             return;
         };
@@ -242,38 +349,184 @@ impl Broadcast {
             r.stretch = r.stretch.wrapping_add(1);
             ctx.set_timer(now + timeout, timer_tag(recipient, r.stretch));
         }
+        match publisher {
+            (worker, publisher) if worker == me => {
+                self.wait(ctx, publisher, Blocker::Conn(me, recipient));
+            }
+            (worker, publisher) => {
+                if let Some(fabric) = &self.fabric {
+                    fabric.tell(
+                        worker,
+                        Message::Hold {
+                            publisher,
+                            recipient,
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    /// Local `publisher` waits for `blocker` too: read no further.
+    fn wait(&mut self, ctx: &mut Ctx<'_>, publisher: ConnId, blocker: Blocker) {
         if let Some(p) = self.member(publisher) {
-            p.waits_on.push(recipient);
+            if !p.waits_on.contains(&blocker) {
+                p.waits_on.push(blocker);
+            }
             if p.waits_on.len() == 1 {
                 ctx.pause(publisher);
             }
         }
     }
 
-    /// `recipient` drained or left: the publishers it held may go on, each once nobody
-    /// else holds it.
+    /// Local `publisher` waits for `blocker` no more: read again once it waits for
+    /// nothing.
+    fn unwait(&mut self, ctx: &mut Ctx<'_>, publisher: ConnId, blocker: Blocker) {
+        if let Some(p) = self.member(publisher) {
+            let before = p.waits_on.len();
+            p.waits_on.retain(|&x| x != blocker);
+            if before > 0 && p.waits_on.is_empty() {
+                ctx.resume(publisher);
+            }
+        }
+    }
+
+    /// `recipient` drained or left: the publishers it held, on any worker, may go on,
+    /// each once nobody else holds it.
     fn release(&mut self, ctx: &mut Ctx<'_>, recipient: ConnId) {
+        let me = self.me();
         let Some(r) = self.member(recipient) else {
             return;
         };
-        for publisher in mem::take(&mut r.holding) {
-            if let Some(p) = self.member(publisher) {
-                p.waits_on.retain(|&x| x != recipient);
-                if p.waits_on.is_empty() {
-                    ctx.resume(publisher);
+        for (worker, publisher) in mem::take(&mut r.holding) {
+            if worker == me {
+                self.unwait(ctx, publisher, Blocker::Conn(me, recipient));
+            } else if let Some(fabric) = &self.fabric {
+                fabric.tell(
+                    worker,
+                    Message::Release {
+                        publisher,
+                        recipient,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Local `publisher` left: the recipients (and links) holding it hold it no more.
+    fn forget(&mut self, publisher: ConnId) {
+        let me = self.me();
+        let Some(p) = self.member(publisher) else {
+            return;
+        };
+        for blocker in mem::take(&mut p.waits_on) {
+            match blocker {
+                Blocker::Conn(worker, recipient) if worker == me => {
+                    if let Some(r) = self.member(recipient) {
+                        r.holding.retain(|&x| x != (me, publisher));
+                    }
+                }
+                Blocker::Conn(worker, recipient) => {
+                    if let Some(fabric) = &self.fabric {
+                        fabric.tell(
+                            worker,
+                            Message::Forget {
+                                publisher,
+                                recipient,
+                            },
+                        );
+                    }
+                }
+                Blocker::Link(worker) => {
+                    if let Some(held) = self.fabric.as_mut().and_then(|f| f.held.get_mut(worker)) {
+                        held.retain(|&x| x != publisher);
+                    }
                 }
             }
         }
     }
 
-    /// `publisher` left: the recipients holding it hold it no more.
-    fn forget(&mut self, publisher: ConnId) {
-        let Some(p) = self.member(publisher) else {
+    /// Acts on a message from worker `from`.
+    fn receive(&mut self, ctx: &mut Ctx<'_>, from: usize, message: Message) {
+        match message {
+            Message::Frames {
+                publisher,
+                room,
+                frames,
+                count,
+            } => {
+                let room = if self.named {
+                    self.by_name.get(&room).copied()
+                } else {
+                    Some(0)
+                };
+                if let Some(room) = room {
+                    self.fan_out(ctx, room, (from, publisher), &frames, count);
+                }
+            }
+            Message::Hold {
+                publisher,
+                recipient,
+            } => self.wait(ctx, publisher, Blocker::Conn(from, recipient)),
+            Message::Release {
+                publisher,
+                recipient,
+            } => self.unwait(ctx, publisher, Blocker::Conn(from, recipient)),
+            Message::Forget {
+                publisher,
+                recipient,
+            } => {
+                if let Some(r) = self.member(recipient) {
+                    r.holding.retain(|&x| x != (from, publisher));
+                }
+            }
+        }
+    }
+
+    /// After the inbox: publishers held on a link that has room again go on; a
+    /// worker gone (stopped, or panicked) holds nobody and is sent nothing more.
+    fn check_links(&mut self, ctx: &mut Ctx<'_>) {
+        let Some(fabric) = self.fabric.as_mut() else {
             return;
         };
-        for recipient in mem::take(&mut p.waits_on) {
-            if let Some(r) = self.member(recipient) {
-                r.holding.retain(|&x| x != publisher);
+        let mut freed: Vec<(usize, ConnId)> = Vec::new();
+        let mut gone = Vec::new();
+        for (worker, out) in fabric.out.iter_mut().enumerate() {
+            let Some(link) = out else {
+                continue;
+            };
+            let closed = link.is_closed();
+            if closed || link.has_room() {
+                if let Some(held) = fabric.held.get_mut(worker) {
+                    freed.extend(held.drain(..).map(|p| (worker, p)));
+                }
+            }
+            if closed {
+                *out = None;
+                gone.push(worker);
+            }
+        }
+        for (worker, publisher) in freed {
+            self.unwait(ctx, publisher, Blocker::Link(worker));
+        }
+        for worker in gone {
+            info!("broadcast: worker {worker} is gone; its members are no longer reached");
+            let ids: Vec<ConnId> = self.slots.iter().flatten().map(|m| m.id).collect();
+            for id in ids {
+                let held: Vec<Blocker> = self
+                    .member(id)
+                    .map(|m| {
+                        m.holding.retain(|&(w, _)| w != worker);
+                        m.waits_on
+                            .iter()
+                            .copied()
+                            .filter(|b| matches!(b, Blocker::Conn(w, _) if *w == worker))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                for blocker in held {
+                    self.unwait(ctx, id, blocker);
+                }
             }
         }
     }
@@ -418,6 +671,10 @@ impl Service for Broadcast {
         }
     }
 
+    fn on_wake(&mut self, ctx: &mut Ctx<'_>) {
+        self.take_inbox(ctx);
+    }
+
     fn on_timer(&mut self, ctx: &mut Ctx<'_>, tag: u64) {
         let (key, stretch) = (tag >> 32, tag as u32);
         let Some(m) = usize::try_from(key)
@@ -472,14 +729,18 @@ impl Service for Broadcast {
         } else {
             "one room"
         };
+        let span = match &self.fabric {
+            Some(f) => format!(", worker {} of {}", f.me, f.workers()),
+            None => String::new(),
+        };
         match self.policy {
             SlowConsumer::Pace => format!(
-                "broadcast ({rooms}, echo-self {}, slow consumers: pace, {} s)",
+                "broadcast ({rooms}, echo-self {}, slow consumers: pace, {} s{span})",
                 self.echo_self,
                 self.timeout.as_secs_f64()
             ),
             policy => format!(
-                "broadcast ({rooms}, echo-self {}, slow consumers: {policy})",
+                "broadcast ({rooms}, echo-self {}, slow consumers: {policy}{span})",
                 self.echo_self
             ),
         }
