@@ -29,6 +29,7 @@
 //! - [`access`]: allow/deny lists of address blocks (pure).
 //! - [`admin`]: the admin endpoint's HTTP (`/metrics`, `/stats`, `/healthz`, `/connz`),
 //!   sans-IO; the reactor serves its connections, apart from the service's.
+//! - [`proto`]: sans-IO protocols spoken outward (NATS, for the broadcast bridge).
 //! - [`fd_limit`]: raising the open-file limit so `max_connections` is reachable.
 //! - [`units`]: sizes and durations in their textual forms (`8MiB`, `30s`).
 //! - [`workers`]: N reactors on N threads (`--workers`), each with its own
@@ -93,6 +94,7 @@ pub mod admin;
 pub mod codec;
 pub mod config;
 pub mod fd_limit;
+pub mod proto;
 pub mod reactor;
 pub mod service;
 pub mod units;

@@ -18,6 +18,7 @@ use framecast::access::{AccessList, Cidr};
 use framecast::codec::{Codec, Encoder, Oversize};
 use framecast::config::{self, parse_duration, parse_optional_duration, parse_size};
 use framecast::fd_limit::{self, FdLimit};
+use framecast::service::broadcast::BridgeConfig;
 use framecast::service::{broadcast, Broadcast, Echo, Greeting, SlowConsumer};
 use framecast::workers::{WorkerEnd, Workers};
 use framecast::{Config, Framing, Handle, Reactor, Service, Stopped};
@@ -204,6 +205,43 @@ struct Args {
     /// Broadcast rooms span them; --max-connections is split among them.
     #[arg(long, value_name = "N", default_value_t = 1)]
     workers: usize,
+
+    /// In broadcast mode, bridge the rooms through a NATS server (nats://HOST:PORT):
+    /// local frames are published there, one message each, and what other daemons
+    /// publish comes to the local members. While it is unreachable local rooms go on
+    /// and frames bound for it are dropped and counted.
+    #[arg(long, value_name = "URL", value_parser = parse_bridge)]
+    bridge: Option<(String, SocketAddr)>,
+
+    /// With --bridge: the subject prefix; a room's subject is PREFIX.<its name in
+    /// hex> with --rooms, PREFIX without.
+    #[arg(long, value_name = "PREFIX", default_value = "framecast", value_parser = parse_subject)]
+    bridge_subject: String,
+}
+
+/// `nats://HOST:PORT`, resolved now (a reconnect goes to the same address).
+fn parse_bridge(text: &str) -> Result<(String, SocketAddr), String> {
+    use std::net::ToSocketAddrs;
+    let Some(rest) = text.strip_prefix("nats://") else {
+        return Err(format!("'{text}' is not nats://HOST:PORT"));
+    };
+    let addr = rest
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve '{rest}': {e}"))?
+        .next()
+        .ok_or_else(|| format!("'{rest}' resolves to no address"))?;
+    Ok((text.to_owned(), addr))
+}
+
+/// A NATS subject without wildcards.
+fn parse_subject(text: &str) -> Result<String, String> {
+    if framecast::proto::nats::is_valid_subject(text) {
+        Ok(text.to_owned())
+    } else {
+        Err(format!(
+            "'{text}' is not a NATS subject (dot-separated tokens, no spaces, no * or >)"
+        ))
+    }
 }
 
 /// The daemon's whole setup: the reactor's configuration and the service's.
@@ -216,6 +254,7 @@ struct Setup {
     rooms: bool,
     greeting: Option<String>,
     workers: usize,
+    bridge: Option<BridgeConfig>,
 }
 
 /// A time limit that `off` disables. (An alias, so clap takes the whole `Option` from
@@ -241,6 +280,9 @@ impl Args {
                 "'--echo-self' needs '--mode broadcast' (echo mode always answers the sender)"
                     .into(),
             ));
+        }
+        if self.bridge.is_some() && self.mode != Mode::Broadcast {
+            return Err(invalid("'--bridge' needs '--mode broadcast'".into()));
         }
         if self.rooms && self.mode != Mode::Broadcast {
             return Err(invalid("'--rooms' needs '--mode broadcast'".into()));
@@ -296,6 +338,11 @@ impl Args {
             slow_consumer_timeout: self.slow_consumer_timeout,
             rooms: self.rooms,
             greeting: self.greeting,
+            bridge: self.bridge.map(|(url, addr)| BridgeConfig {
+                addr,
+                url,
+                prefix: self.bridge_subject,
+            }),
             workers: match self.workers {
                 0 => framecast::workers::per_core(),
                 n => n,
@@ -468,20 +515,32 @@ fn main() -> ExitCode {
     };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let banner = format!("{}, {}", setup.mode, setup.config.framing);
+    let bridged = setup.bridge.is_some();
     let room = || {
-        let room = Broadcast::new(setup.echo_self, setup.slow_consumer)
+        let mut room = Broadcast::new(setup.echo_self, setup.slow_consumer)
             .slow_consumer_timeout(setup.slow_consumer_timeout);
         if setup.rooms {
-            room.with_rooms()
-        } else {
-            room
+            room = room.with_rooms();
         }
+        if let Some(bridge) = &setup.bridge {
+            room = room.with_bridge(bridge.clone());
+        }
+        room
     };
     let config = setup.config;
     let cap = config.max_output;
     let n = setup.workers;
     // The rooms span the workers: each worker's broadcast is linked to every other's.
-    let mesh = |notifiers: Vec<_>| broadcast::mesh(&notifiers, cap).into_iter();
+    // Bridged, each worker has a NATS connection of its own instead, and NATS (which
+    // never sends a connection its own messages) is what links them.
+    let mesh = |notifiers: Vec<_>| {
+        let fabrics = if bridged {
+            Vec::new()
+        } else {
+            broadcast::mesh(&notifiers, cap)
+        };
+        fabrics.into_iter()
+    };
     match (setup.mode, setup.greeting, n) {
         (Mode::Echo, None, 1) => serve(config, Echo, &banner),
         (Mode::Echo, Some(text), 1) => serve(config, Greeting::new(text, Echo), &banner),

@@ -462,6 +462,28 @@ impl Ctx<'_> {
         }
     }
 
+    /// Opens a TCP connection to `addr`, served by the reactor like an accepted one
+    /// (caps, timers, close) but with `raw` framing: the service gets its bytes as
+    /// they come in [`Service::on_frames`] and sends its own protocol with
+    /// [`Ctx::send`]. [`Service::on_open`] is not called for it; a connect that fails
+    /// ends in [`Service::on_close`].
+    ///
+    /// # Errors
+    /// The socket cannot be made, or the reactor is shutting down (or is a fake).
+    ///
+    /// [`Service::on_frames`]: crate::service::Service::on_frames
+    /// [`Service::on_open`]: crate::service::Service::on_open
+    /// [`Service::on_close`]: crate::service::Service::on_close
+    pub fn connect(&mut self, addr: SocketAddr) -> io::Result<ConnId> {
+        match &mut self.inner {
+            Inner::Reactor(core) => core.connect(addr),
+            Inner::Fake(_) => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "a FakeCtx has no network",
+            )),
+        }
+    }
+
     /// Every open connection, in key order.
     pub fn connections(&self) -> Vec<ConnId> {
         match &self.inner {

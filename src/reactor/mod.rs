@@ -32,6 +32,7 @@ mod fake;
 mod fleet;
 pub mod mailbox;
 mod oplog;
+mod outbound;
 mod output;
 mod read_buf;
 mod serve;
@@ -483,6 +484,10 @@ impl<S: Service> Reactor<S> {
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         self.log_start();
         self.core.now = Instant::now();
+        {
+            let Reactor { core, service } = self;
+            service.on_start(&mut Ctx::reactor(core));
+        }
         loop {
             self.flush_dirty();
             self.reap();

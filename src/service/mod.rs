@@ -29,6 +29,12 @@ pub use report::Report;
 /// writes, limits, timers, backpressure on a sender whose own output is full,
 /// two-phase close, descriptor exhaustion.
 pub trait Service {
+    /// The reactor is about to run its first turn: a service that opens connections
+    /// of its own ([`Ctx::connect`]) starts here.
+    fn on_start(&mut self, ctx: &mut Ctx<'_>) {
+        let _ = ctx;
+    }
+
     /// A connection was accepted from `peer`.
     fn on_open(&mut self, ctx: &mut Ctx<'_>, conn: ConnId, peer: SocketAddr) {
         let _ = (ctx, conn, peer);

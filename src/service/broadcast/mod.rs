@@ -12,6 +12,7 @@
 //! publisher. The sender's own echo is held back by the reactor's backpressure like
 //! any output of its own.
 
+mod bridge;
 pub mod fabric;
 mod policy;
 
@@ -23,6 +24,7 @@ use bytes::Bytes;
 use log::{debug, info};
 use slab::Slab;
 
+pub use bridge::{BridgeConfig, BridgeCounts, MAX_BACKOFF, MIN_BACKOFF};
 pub use fabric::{mesh, Fabric, Message};
 pub use policy::{Offer, ParseNameError, SlowConsumer};
 
@@ -54,6 +56,8 @@ pub struct Broadcast {
     /// With `--workers`: the links to the other workers' broadcasts, so rooms span
     /// them.
     fabric: Option<Fabric>,
+    /// With `--bridge`: the connection to NATS, so rooms span daemons.
+    bridge: Option<bridge::Bridge>,
 }
 
 /// A publisher or a recipient on any worker: the worker's index (0 without workers)
@@ -121,6 +125,70 @@ impl Broadcast {
             by_name: HashMap::new(),
             slots: Vec::new(),
             fabric: None,
+            bridge: None,
+        }
+    }
+
+    /// Bridges every room through the NATS server `config` names: local frames are
+    /// published there, and what other daemons publish comes to the local members
+    /// ([`bridge`]'s module docs). The connection is opened when the reactor starts.
+    #[must_use]
+    pub fn with_bridge(mut self, config: BridgeConfig) -> Self {
+        self.bridge = Some(bridge::Bridge::new(config, self.named));
+        self
+    }
+
+    /// What the bridge has done so far, if there is one.
+    pub fn bridge_counts(&self) -> Option<BridgeCounts> {
+        self.bridge.as_ref().map(bridge::Bridge::counts)
+    }
+
+    /// Opens the bridge's connection, its member slot (so pace can hold it).
+    fn bridge_connect(&mut self, ctx: &mut Ctx<'_>) {
+        let Some(id) = self.bridge.as_mut().and_then(|b| b.attempt(ctx)) else {
+            return;
+        };
+        self.add_member(id);
+    }
+
+    /// A slot for connection `id`, in no room yet.
+    fn add_member(&mut self, id: ConnId) {
+        if self.slots.len() <= id.key() {
+            self.slots.resize_with(id.key() + 1, || None);
+        }
+        self.slots[id.key()] = Some(Member {
+            id,
+            room: None,
+            dropping: false,
+            dropped: 0,
+            holding: Vec::new(),
+            waits_on: Vec::new(),
+            stretch: 0,
+        });
+    }
+
+    /// True when `conn` is the bridge's connection.
+    fn is_bridge(&self, conn: ConnId) -> bool {
+        self.bridge.as_ref().is_some_and(|b| b.conn == Some(conn))
+    }
+
+    /// Bytes from NATS: each message goes to the local members of its room, held
+    /// back by pace like any publisher's frames.
+    fn deliver_bridged(&mut self, ctx: &mut Ctx<'_>, conn: ConnId, frames: Frames) {
+        let bytes = ctx.take(frames);
+        let me = self.me();
+        let Some(bridge) = self.bridge.as_mut() else {
+            return;
+        };
+        for (room, wire) in bridge.on_bytes(ctx, &bytes) {
+            let room = if self.named {
+                self.by_name.get(&room).copied()
+            } else {
+                Some(0)
+            };
+            if let Some(room) = room {
+                self.fan_out(ctx, room, (me, conn), &wire, 1);
+            }
         }
     }
 
@@ -140,6 +208,9 @@ impl Broadcast {
     #[must_use]
     pub fn with_rooms(mut self) -> Self {
         self.named = true;
+        if let Some(bridge) = self.bridge.as_mut() {
+            bridge.named = true;
+        }
         self.rooms.clear();
         self
     }
@@ -191,6 +262,14 @@ impl Broadcast {
         let me = self.me();
         self.fan_out(ctx, room, (me, from), &frames, count);
         self.spread(ctx, room, from, &frames, count);
+        if let Some(bridge) = self.bridge.as_mut() {
+            let name = self
+                .rooms
+                .get(room)
+                .map(|r| r.name.clone())
+                .unwrap_or_default();
+            bridge.publish(ctx, &name, &frames, count);
+        }
         if self.echo_self {
             ctx.send_frames(from, frames, count as usize);
         }
@@ -605,25 +684,22 @@ impl Broadcast {
 }
 
 impl Service for Broadcast {
+    fn on_start(&mut self, ctx: &mut Ctx<'_>) {
+        self.bridge_connect(ctx);
+    }
+
     fn on_open(&mut self, _ctx: &mut Ctx<'_>, conn: ConnId, _peer: std::net::SocketAddr) {
-        if self.slots.len() <= conn.key() {
-            self.slots.resize_with(conn.key() + 1, || None);
-        }
-        self.slots[conn.key()] = Some(Member {
-            id: conn,
-            room: None,
-            dropping: false,
-            dropped: 0,
-            holding: Vec::new(),
-            waits_on: Vec::new(),
-            stretch: 0,
-        });
+        self.add_member(conn);
         if !self.named {
             self.join(conn, 0);
         }
     }
 
     fn on_frames(&mut self, ctx: &mut Ctx<'_>, conn: ConnId, frames: Frames) {
+        if self.is_bridge(conn) {
+            self.deliver_bridged(ctx, conn, frames);
+            return;
+        }
         match self.member(conn).map(|m| m.room.is_some()) {
             Some(true) => {
                 let count = frames.count() as u64;
@@ -649,7 +725,12 @@ impl Service for Broadcast {
         self.release(ctx, conn);
     }
 
-    fn on_close(&mut self, ctx: &mut Ctx<'_>, conn: ConnId, _why: &Closed) {
+    fn on_close(&mut self, ctx: &mut Ctx<'_>, conn: ConnId, why: &Closed) {
+        if self.is_bridge(conn) {
+            if let Some(bridge) = self.bridge.as_mut() {
+                bridge.lost(ctx, &why.to_string());
+            }
+        }
         self.release(ctx, conn);
         self.forget(conn);
         let Some(member) = self.slots.get_mut(conn.key()).and_then(Option::take) else {
@@ -676,6 +757,10 @@ impl Service for Broadcast {
     }
 
     fn on_timer(&mut self, ctx: &mut Ctx<'_>, tag: u64) {
+        if tag == bridge::RECONNECT {
+            self.bridge_connect(ctx);
+            return;
+        }
         let (key, stretch) = (tag >> 32, tag as u32);
         let Some(m) = usize::try_from(key)
             .ok()
@@ -720,6 +805,9 @@ impl Service for Broadcast {
         let table = report.table("room", COLUMNS);
         for room in rooms {
             table.push(&room.name, &[room.members.len() as u64, room.frames]);
+        }
+        if let Some(bridge) = &self.bridge {
+            bridge.report(report);
         }
     }
 
