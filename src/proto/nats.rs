@@ -442,7 +442,7 @@ mod tests {
             &b"HELLO\r\n"[..],
             b"MSG a 1\r\n",
             b"MSG a x 1\r\n",
-            b"MSG a 1 2\r\nabc",
+            b"MSG a 1 2\r\nabcd",
         ] {
             let mut parser = Parser::new(10);
             parser.feed(bad);
