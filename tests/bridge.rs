@@ -304,3 +304,72 @@ fn probe_until_crossed(from: &mut TcpStream, to: &TcpStream) {
     }
     to.set_read_timeout(Some(TIMEOUT)).unwrap();
 }
+
+#[test]
+fn with_workers_each_worker_bridges_and_nats_links_them() {
+    if !have_nats() {
+        return;
+    }
+    let server = nats(free_port(), &[]);
+    let url = format!("nats://127.0.0.1:{}", server.port);
+    let args = [
+        "--mode",
+        "broadcast",
+        "--workers",
+        "2",
+        "--greeting",
+        "hi",
+        "--bridge",
+        &url,
+        "--admin",
+        "127.0.0.1:0",
+    ];
+    let daemon = Daemon::start(&args);
+    let deadline = Instant::now() + TIMEOUT;
+    while daemon.stderr().matches("bridge: connected to").count() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "both workers' bridges never came up"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+    // At least 8 clients, more until both workers have some (the kernel's hash
+    // decides where each lands; worker 0's /connz says which it took).
+    let mut clients: Vec<TcpStream> = Vec::new();
+    loop {
+        let mut c = daemon.connect();
+        assert_eq!(read_frame_u32be(&mut c).as_deref(), Some(&b"hi"[..]));
+        clients.push(c);
+        let (_, connz) = daemon.admin_get("/connz?limit=1000");
+        let on_0 = clients
+            .iter()
+            .filter(|c| connz.contains(&format!("\"peer\":\"{}\"", c.local_addr().unwrap())))
+            .count();
+        if clients.len() >= 8 && on_0 > 0 && on_0 < clients.len() {
+            break;
+        }
+        assert!(
+            clients.len() < 64,
+            "the kernel put every connection on one worker"
+        );
+    }
+    let clients_n = clients.len() as u8;
+    const FRAMES: u32 = 100;
+    let handles: Vec<_> = clients
+        .into_iter()
+        .enumerate()
+        .map(|(id, client)| {
+            let id = id as u8;
+            thread::spawn(move || {
+                let mut writer = client.try_clone().unwrap();
+                let sender = thread::spawn(move || publish(&mut writer, id, 0..FRAMES));
+                let others: Vec<u8> = (0..clients_n).filter(|&p| p != id).collect();
+                expect_all(&mut BufReader::new(client), &others, FRAMES, 0);
+                sender.join().unwrap();
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+}
