@@ -12,7 +12,7 @@
 //! publisher. The sender's own echo is held back by the reactor's backpressure like
 //! any output of its own.
 
-mod bridge;
+pub mod bridge;
 pub mod fabric;
 mod policy;
 
