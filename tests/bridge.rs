@@ -373,3 +373,49 @@ fn with_workers_each_worker_bridges_and_nats_links_them() {
         h.join().unwrap();
     }
 }
+
+#[test]
+fn sigterm_closes_the_bridge_at_once_though_nats_keeps_sending() {
+    if !have_nats() {
+        return;
+    }
+    let server = nats(free_port(), &[]);
+    let url = format!("nats://127.0.0.1:{}", server.port);
+    let args = [
+        "--mode",
+        "broadcast",
+        "--bridge",
+        &url,
+        "--drain-timeout",
+        "120s",
+    ];
+    let mut a = Daemon::start(&args);
+    a.wait_for_log("bridge: connected to");
+    let b = Daemon::start(&args);
+    b.wait_for_log("bridge: connected to");
+    // A client of A proves the traffic crosses, then B's publisher keeps NATS sending
+    // to A for the whole shutdown: A's bridge never goes quiet by itself.
+    let mut reader = BufReader::new(a.connect());
+    let mut writer = b.connect();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = std::sync::Arc::clone(&stop);
+    let publisher = thread::spawn(move || {
+        let mut seq = 0;
+        while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+            if writer.write_all(&frame_u32be(&payload(1, seq))).is_err() {
+                return;
+            }
+            seq += 1;
+        }
+    });
+    expect_all(&mut reader, &[1], 10, 0);
+    drop(reader);
+    a.signal("TERM");
+    // Without the bridge closing itself the drain would run to its 120 s timeout.
+    assert_eq!(a.wait_exit(TIMEOUT), Some(0));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    publisher.join().unwrap();
+    let log = a.stderr();
+    assert!(log.contains("bridge: closed"), "{log}");
+    assert!(!log.contains("bridge: lost"), "{log}");
+}

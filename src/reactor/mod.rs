@@ -650,6 +650,10 @@ impl<S: Service> Reactor<S> {
         }
         self.core.draining_until = Some(self.core.now + self.core.config.drain_timeout);
         self.core.timeouts.quiet = Some(serve::SHUTDOWN_QUIET);
+        {
+            let Reactor { core, service } = self;
+            service.on_shutdown(&mut Ctx::reactor(core));
+        }
         // Every connection goes on being served: what it sent before the shutdown is
         // answered, and it starts to close once it has nothing more to read, no frame
         // half received and everything written, and nothing has come in or gone out

@@ -70,6 +70,10 @@ impl<S: Service> Service for Greeting<S> {
         self.inner.on_start(ctx);
     }
 
+    fn on_shutdown(&mut self, ctx: &mut Ctx<'_>) {
+        self.inner.on_shutdown(ctx);
+    }
+
     fn echoes_verbatim(&self) -> bool {
         // The greeting is not an echo: the kernel must not splice past it.
         false

@@ -35,6 +35,13 @@ pub trait Service {
         let _ = ctx;
     }
 
+    /// A graceful shutdown began: nothing more is accepted and every connection is
+    /// flushed and closed as it goes quiet. A service that opened connections of its
+    /// own ([`Ctx::connect`]) closes them here, and opens no more.
+    fn on_shutdown(&mut self, ctx: &mut Ctx<'_>) {
+        let _ = ctx;
+    }
+
     /// A connection was accepted from `peer`.
     fn on_open(&mut self, ctx: &mut Ctx<'_>, conn: ConnId, peer: SocketAddr) {
         let _ = (ctx, conn, peer);

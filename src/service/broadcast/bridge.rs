@@ -96,11 +96,14 @@ pub(super) struct Bridge {
     counts: BridgeCounts,
     /// Rooms are named (`--rooms`): one subject per room, `PREFIX.*` subscribed.
     pub(super) named: bool,
+    /// The daemon is shutting down: the connection is closed and not made again.
+    closing: bool,
 }
 
 impl Bridge {
     pub(super) fn new(config: BridgeConfig, named: bool) -> Bridge {
         Bridge {
+            closing: false,
             named,
             config,
             conn: None,
@@ -119,6 +122,9 @@ impl Bridge {
 
     /// Starts a connection; the new connection's id, or `None` (a retry is set).
     pub(super) fn attempt(&mut self, ctx: &mut Ctx<'_>) -> Option<ConnId> {
+        if self.closing {
+            return None;
+        }
         match ctx.connect(self.config.addr) {
             Ok(id) => {
                 debug!("bridge: connecting to {}", self.config.url);
@@ -135,10 +141,24 @@ impl Bridge {
         }
     }
 
+    /// The daemon is shutting down: what is queued for NATS is flushed, then the
+    /// connection closes, and no reconnect follows.
+    pub(super) fn shutdown(&mut self, ctx: &mut Ctx<'_>) {
+        self.closing = true;
+        if let Some(conn) = self.conn {
+            ctx.close(conn);
+        }
+    }
+
     /// The connection ended (or could not be made): the outage starts (logged once),
     /// and a reconnect is set after the backoff.
     pub(super) fn lost(&mut self, ctx: &mut Ctx<'_>, why: &str) {
         self.conn = None;
+        if self.closing {
+            self.state = State::Down;
+            info!("bridge: closed {} for the shutdown", self.config.url);
+            return;
+        }
         let was = std::mem::replace(&mut self.state, State::Down);
         if self.down_since.is_none() {
             self.down_since = Some(ctx.now());
@@ -264,7 +284,9 @@ impl Bridge {
     /// Sends `count` local frames (`wire`, in the local framing) published in the room
     /// named `room` to NATS, one message each; drops and counts what cannot go.
     pub(super) fn publish(&mut self, ctx: &mut Ctx<'_>, room: &[u8], wire: &Bytes, count: u64) {
-        let (Some(conn), State::Ready { max_payload }) = (self.conn, self.state) else {
+        let (Some(conn), State::Ready { max_payload }, false) =
+            (self.conn, self.state, self.closing)
+        else {
             self.counts.dropped_down += count;
             return;
         };

@@ -688,6 +688,12 @@ impl Service for Broadcast {
         self.bridge_connect(ctx);
     }
 
+    fn on_shutdown(&mut self, ctx: &mut Ctx<'_>) {
+        if let Some(bridge) = self.bridge.as_mut() {
+            bridge.shutdown(ctx);
+        }
+    }
+
     fn on_open(&mut self, _ctx: &mut Ctx<'_>, conn: ConnId, _peer: std::net::SocketAddr) {
         self.add_member(conn);
         if !self.named {
