@@ -419,3 +419,34 @@ fn sigterm_closes_the_bridge_at_once_though_nats_keeps_sending() {
     assert!(log.contains("bridge: closed"), "{log}");
     assert!(!log.contains("bridge: lost"), "{log}");
 }
+
+#[test]
+fn a_frame_over_the_servers_max_payload_stays_local_and_is_counted() {
+    if !have_nats() {
+        return;
+    }
+    let config = std::env::temp_dir().join(format!("framecast-nats-{}.conf", std::process::id()));
+    std::fs::write(&config, "max_payload: 1024\n").unwrap();
+    let server = nats(
+        free_port(),
+        &["-c".to_owned(), config.display().to_string()],
+    );
+    let (a, b) = (bridged(server.port), bridged(server.port));
+    let _ = std::fs::remove_file(&config);
+    let mut a1 = join(&a, "r", 1);
+    let mut a2 = BufReader::new(join(&a, "r", 2));
+    let mut b1 = BufReader::new(join(&b, "r", 1));
+    let big = vec![7u8; 2000];
+    a1.write_all(&frame_u32be(&big)).unwrap();
+    publish(&mut a1, 1, 0..1);
+    assert_eq!(
+        read_frame_u32be(&mut a2).as_deref(),
+        Some(&big[..]),
+        "local: delivered"
+    );
+    expect_all(&mut a2, &[1], 1, 0);
+    // Across: only the small one (the big one would come first).
+    expect_all(&mut b1, &[1], 1, 0);
+    assert_eq!(bridge_stat(&a, "dropped_oversize"), 1);
+    assert!(a.stderr().contains("max payload 1024 B"), "{}", a.stderr());
+}
