@@ -960,6 +960,78 @@ mod tests {
         );
     }
 
+    /// Notifiers of two idle reactors, for the links between two workers' services.
+    fn two_notifiers() -> (
+        Vec<crate::Reactor<crate::service::Echo>>,
+        Vec<crate::reactor::Notifier>,
+    ) {
+        let config = Config {
+            listen: vec!["127.0.0.1:0".parse().unwrap()],
+            ..Config::default()
+        };
+        let reactors: Vec<_> = (0..2)
+            .map(|_| crate::Reactor::bind(config.clone(), crate::service::Echo).unwrap())
+            .collect();
+        let notifiers = reactors.iter().map(crate::Reactor::notifier).collect();
+        (reactors, notifiers)
+    }
+
+    #[test]
+    fn pace_holds_a_publisher_for_a_reader_on_another_worker_until_it_drains_or_goes() {
+        let config = Config {
+            max_output: 1000,
+            ..Config::default()
+        };
+        let (_reactors, notifiers) = two_notifiers();
+        let mut fabrics = mesh(&notifiers, 1000).into_iter();
+        let (mut s0, mut s1) = (
+            Broadcast::new(false, SlowConsumer::Pace),
+            Broadcast::new(false, SlowConsumer::Pace),
+        );
+        s0.span(fabrics.next().unwrap());
+        s1.span(fabrics.next().unwrap());
+        let (mut f0, mut f1) = (FakeCtx::new(config.clone()), FakeCtx::new(config));
+        let publisher = open(&mut f0, &mut s0);
+        let reader = open(&mut f1, &mut s1);
+        let big = [7u8; 600];
+        publish(&mut f0, &mut s0, publisher, &[&big]);
+        publish(&mut f0, &mut s0, publisher, &[&big]);
+        assert!(
+            f0.is_paused(publisher),
+            "the link to worker 1 is past its cap"
+        );
+        s1.on_wake(&mut f1.ctx());
+        assert_eq!(
+            f1.sent_payloads(reader).len(),
+            2,
+            "both delivered on worker 1"
+        );
+        // The link has room again, but the reader on worker 1 now holds the publisher.
+        s0.on_wake(&mut f0.ctx());
+        assert!(
+            f0.is_paused(publisher),
+            "held by the reader on the other worker"
+        );
+        f1.read_all(reader);
+        s1.on_drain(&mut f1.ctx(), reader);
+        s0.on_wake(&mut f0.ctx());
+        assert!(!f0.is_paused(publisher), "released by the reader's worker");
+
+        // Held again; then worker 1 goes (its service, and its ends of the links, are
+        // dropped, as when its thread panics): the publisher is not held for ever.
+        publish(&mut f0, &mut s0, publisher, &[&big]);
+        s1.on_wake(&mut f1.ctx());
+        publish(&mut f0, &mut s0, publisher, &[&big]);
+        s1.on_wake(&mut f1.ctx());
+        s0.on_wake(&mut f0.ctx());
+        assert!(f0.is_paused(publisher));
+        drop(s1);
+        s0.on_wake(&mut f0.ctx());
+        assert!(!f0.is_paused(publisher), "a worker gone holds nobody");
+        publish(&mut f0, &mut s0, publisher, &[&big]);
+        assert!(!f0.is_paused(publisher), "and is sent nothing more");
+    }
+
     #[test]
     fn rooms_keep_frames_to_their_members_and_go_when_empty() {
         let mut fake = FakeCtx::new(Config::default());
