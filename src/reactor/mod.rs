@@ -700,7 +700,8 @@ impl<S: Service> Reactor<S> {
             ""
         };
         info!(
-            "serving {} listener(s): {}, framing {}{splice}, max frame {} B, max output {} B, max connections {}",
+            "{}serving {} listener(s): {}, framing {}{splice}, max frame {} B, max output {} B, max connections {}",
+            self.core.who(),
             self.local_addrs().len(),
             self.service.describe(),
             c.framing,
@@ -960,14 +961,23 @@ impl Core {
     }
 
     fn log_stop(&self, stopped: Stopped) {
+        let who = self.who();
         match stopped {
-            Stopped::Drained => info!("shutdown complete: every connection flushed"),
+            Stopped::Drained => info!("{who}shutdown complete: every connection flushed"),
             Stopped::DrainTimedOut { cut } => {
-                warn!("shutdown: drain timeout reached; closed {cut} connection(s) with output pending")
+                warn!("{who}shutdown: drain timeout reached; closed {cut} connection(s) with output pending")
             }
-            Stopped::Forced => warn!("shutdown forced; {} connection(s) dropped", self.open),
+            Stopped::Forced => warn!("{who}shutdown forced; {} connection(s) dropped", self.open),
         }
-        info!("totals: {}", self.stats.render(&self.gauges(), false));
+        info!("{who}totals: {}", self.stats.render(&self.gauges(), false));
+    }
+
+    /// `worker N: ` before a worker's lifecycle lines (`--workers`), else nothing.
+    fn who(&self) -> String {
+        self.seat
+            .as_ref()
+            .map(|seat| format!("worker {}: ", seat.index))
+            .unwrap_or_default()
     }
 }
 
