@@ -26,6 +26,10 @@ use crate::config::{Config, ConfigError};
 use crate::reactor::{Notifier, StartError, StatsBoard, Stopped};
 use crate::{Handle, Reactor, Service};
 
+/// The most workers a daemon takes: each is a thread with its own poller and
+/// listeners, and more than cores is only overhead.
+pub const MAX_WORKERS: usize = 1024;
+
 /// How one worker ended.
 #[derive(Debug)]
 pub enum WorkerEnd {

@@ -65,7 +65,7 @@ fn busy_port_exits_1_naming_the_address() {
 
 #[test]
 fn bad_flag_values_are_usage_errors_naming_the_flag() {
-    let cases: [(&[&str], &str); 13] = [
+    let cases: [(&[&str], &str); 18] = [
         (&["--max-frame", "lots"], "--max-frame"),
         (&["--max-output", "1.5MiB"], "--max-output"),
         (&["--framing", "u24be"], "--framing"),
@@ -84,6 +84,17 @@ fn bad_flag_values_are_usage_errors_naming_the_flag() {
             "--framing",
         ),
         (&["--splice"], "--splice"),
+        (&["--workers", "5000"], "--workers"),
+        (&["--workers", "3", "--max-connections", "2"], "--workers"),
+        (&["--bridge", "nats://127.0.0.1:4222"], "--bridge"),
+        (
+            &["--mode", "broadcast", "--bridge", "http://x:1"],
+            "--bridge",
+        ),
+        (
+            &["--mode", "broadcast", "--bridge-subject", "a.*"],
+            "--bridge-subject",
+        ),
         (
             &["--splice", "--framing", "raw", "--mode", "broadcast"],
             "--splice",

@@ -281,6 +281,22 @@ impl Args {
                     .into(),
             ));
         }
+        let workers = match self.workers {
+            0 => framecast::workers::per_core(),
+            n => n,
+        };
+        if workers > framecast::workers::MAX_WORKERS {
+            return Err(invalid(format!(
+                "invalid '--workers': at most {} (one thread each)",
+                framecast::workers::MAX_WORKERS
+            )));
+        }
+        if workers > self.max_connections {
+            return Err(invalid(format!(
+                "invalid '--workers': {workers} workers cannot share --max-connections {}",
+                self.max_connections
+            )));
+        }
         if self.bridge.is_some() && self.mode != Mode::Broadcast {
             return Err(invalid("'--bridge' needs '--mode broadcast'".into()));
         }
@@ -343,10 +359,7 @@ impl Args {
                 url,
                 prefix: self.bridge_subject,
             }),
-            workers: match self.workers {
-                0 => framecast::workers::per_core(),
-                n => n,
-            },
+            workers,
         })
     }
 }
