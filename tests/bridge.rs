@@ -415,6 +415,8 @@ fn sigterm_closes_the_bridge_at_once_though_nats_keeps_sending() {
     assert_eq!(a.wait_exit(TIMEOUT), Some(0));
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     publisher.join().unwrap();
+    // The log is read by a thread of the test: wait for its last line.
+    a.wait_for_log("totals:");
     let log = a.stderr();
     assert!(log.contains("bridge: closed"), "{log}");
     assert!(!log.contains("bridge: lost"), "{log}");

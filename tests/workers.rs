@@ -332,9 +332,9 @@ fn sigterm_drains_every_worker_then_exits_0() {
         assert_eq!(read_to_end(client), frame_u32be(b"in flight"));
     }
     assert_eq!(daemon.wait_exit(TIMEOUT), Some(0));
-    let log = daemon.stderr();
-    assert!(log.contains("worker 0: shutdown complete"), "{log}");
-    assert!(log.contains("worker 1: shutdown complete"), "{log}");
+    // The log is read by a thread of the test, so it is waited for, not read once.
+    daemon.wait_for_log("worker 0: shutdown complete");
+    daemon.wait_for_log("worker 1: shutdown complete");
     assert!(TcpStream::connect(daemon.addr).is_err(), "nobody listens");
 }
 
