@@ -254,6 +254,13 @@ impl FakeCtx {
             .unwrap_or_default()
     }
 
+    pub(super) fn echo(&mut self, frames: &Frames) {
+        if let Some(id) = self.conns.get(frames.key).map(|c| c.id) {
+            let bytes = self.take(frames);
+            self.send(id, bytes, frames.count as u64);
+        }
+    }
+
     pub(super) fn send(&mut self, id: ConnId, bytes: Bytes, frames: u64) -> bool {
         let Some(c) = self.open_conn(id) else {
             return false;
