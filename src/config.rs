@@ -3,11 +3,12 @@
 //! Plain data; it knows nothing of sockets, services or the command line.
 
 use std::fmt;
-use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::access::AccessList;
 use crate::codec::{Framing, Oversize, MAX_FRAME_LIMIT};
+pub use crate::listen::{parse_listen, parse_socket_addrs, Listen};
 pub use crate::units::{
     parse_duration, parse_optional_duration, parse_size, ParseDurationError, ParseSizeError,
 };
@@ -39,8 +40,8 @@ pub const DEFAULT_BACKLOG: u32 = 1024;
 /// Everything the reactor needs to run.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Addresses to listen on; at least one.
-    pub listen: Vec<SocketAddr>,
+    /// What to listen on (TCP, Unix, UDP, TLS, in any mix); at least one.
+    pub listen: Vec<Listen>,
     /// How the byte stream is cut into frames.
     pub framing: Framing,
     /// Largest payload a frame may declare or carry, in bytes.
@@ -152,7 +153,7 @@ impl Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            listen: vec![SocketAddr::from(([127, 0, 0, 1], 7070))],
+            listen: vec![Listen::Tcp(SocketAddr::from(([127, 0, 0, 1], 7070)))],
             framing: Framing::default(),
             max_frame: DEFAULT_MAX_FRAME,
             max_output: DEFAULT_MAX_OUTPUT,
@@ -190,39 +191,6 @@ pub fn parse_keepalive(text: &str) -> Result<Option<Duration>, String> {
         }
         _ => Ok(idle),
     }
-}
-
-/// Parses a listen address: `IP:PORT` (`[::1]:7070` for IPv6); `HOST:PORT`, which
-/// stands for every address the name resolves to (`localhost:7070` is usually
-/// 127.0.0.1 and ::1); or a bare `PORT`, on loopback like the default.
-///
-/// # Errors
-/// A message naming the problem: not an address, a name that does not resolve.
-pub fn parse_listen(text: &str) -> Result<Vec<SocketAddr>, String> {
-    if let Ok(addr) = text.parse::<SocketAddr>() {
-        return Ok(vec![addr]);
-    }
-    if let Ok(port) = text.parse::<u16>() {
-        return Ok(vec![(Ipv4Addr::LOCALHOST, port).into()]);
-    }
-    if !text.contains(':') {
-        return Err(format!(
-            "'{text}' is not HOST:PORT, IP:PORT or a port number"
-        ));
-    }
-    let mut addrs: Vec<SocketAddr> = Vec::new();
-    for addr in text
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve '{text}': {e}"))?
-    {
-        if !addrs.contains(&addr) {
-            addrs.push(addr);
-        }
-    }
-    if addrs.is_empty() {
-        return Err(format!("'{text}' resolves to no address"));
-    }
-    Ok(addrs)
 }
 
 #[cfg(test)]
@@ -288,31 +256,6 @@ mod tests {
         assert_eq!(parse_keepalive("32767s"), Ok(Some(MAX_KEEPALIVE)));
         for bad in ["500ms", "1500ms", "32768s", "10h", "soon"] {
             assert!(parse_keepalive(bad).is_err(), "{bad:?} should not parse");
-        }
-    }
-
-    #[test]
-    fn listen_addresses_are_ips_names_or_bare_ports() {
-        assert_eq!(
-            parse_listen("127.0.0.1:7070"),
-            Ok(vec![([127, 0, 0, 1], 7070).into()])
-        );
-        assert_eq!(
-            parse_listen("[::1]:0"),
-            Ok(vec!["[::1]:0".parse().unwrap()])
-        );
-        assert_eq!(
-            parse_listen("7070"),
-            Ok(vec![([127, 0, 0, 1], 7070).into()]),
-            "a bare port is loopback"
-        );
-        let local = parse_listen("localhost:7070").unwrap();
-        assert!(!local.is_empty());
-        assert!(local
-            .iter()
-            .all(|a| a.ip().is_loopback() && a.port() == 7070));
-        for bad in ["", "localhost", "127.0.0.1:99999", "no-such-host.invalid:1"] {
-            assert!(parse_listen(bad).is_err(), "{bad:?}");
         }
     }
 }

@@ -26,6 +26,8 @@
 //!   [`reactor::Stats`].
 //! - [`service`]: the [`Service`] trait and the services: echo, broadcast, greeting.
 //! - [`config`]: [`Config`]: what to listen on and every limit, validated in one place.
+//! - [`listen`]: [`Listen`], the listener kinds and their address forms (`tcp://`,
+//!   `unix:`, `udp://`, `tls://`).
 //! - [`access`]: allow/deny lists of address blocks (pure).
 //! - [`admin`]: the admin endpoint's HTTP (`/metrics`, `/stats`, `/healthz`, `/connz`),
 //!   sans-IO; the reactor serves its connections, apart from the service's.
@@ -91,6 +93,7 @@ pub mod admin;
 pub mod codec;
 pub mod config;
 pub mod fd_limit;
+pub mod listen;
 pub mod reactor;
 pub mod service;
 pub mod units;
@@ -98,5 +101,6 @@ pub mod units;
 pub use codec::Framing;
 pub use codec::{Codec, Decoder, Encoder, FrameError};
 pub use config::Config;
+pub use listen::Listen;
 pub use reactor::{Ctx, Handle, Reactor, StartError, Stopped};
 pub use service::Service;

@@ -38,7 +38,7 @@ const NOT_YET: [(&str, &str); 3] = [
 ///
 /// # Errors
 /// A one-line message: an unknown scheme, a form that is not supported yet, or a name
-/// that does not resolve (see [`framecast::config::parse_listen`]).
+/// that does not resolve (see [`framecast::config::parse_socket_addrs`]).
 pub fn parse_target(text: &str) -> Result<Target, String> {
     for (prefix, what) in NOT_YET {
         if text.starts_with(prefix) {
@@ -56,7 +56,7 @@ pub fn parse_target(text: &str) -> Result<Target, String> {
         }
         None => text,
     };
-    let addrs = framecast::config::parse_listen(rest)?;
+    let addrs = framecast::config::parse_socket_addrs(rest)?;
     Ok(Target::Tcp {
         name: rest.to_owned(),
         addrs,

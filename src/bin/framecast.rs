@@ -19,7 +19,7 @@ use framecast::codec::{Codec, Encoder, Oversize};
 use framecast::config::{self, parse_duration, parse_optional_duration, parse_size};
 use framecast::fd_limit::{self, FdLimit};
 use framecast::service::{Broadcast, Echo, Greeting, SlowConsumer};
-use framecast::{Config, Framing, Handle, Reactor, Service, Stopped};
+use framecast::{Config, Framing, Handle, Listen, Reactor, Service, Stopped};
 use log::{info, warn};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook::iterator::Signals;
@@ -66,15 +66,16 @@ const SIGNALS_HELP: &str = "Signals:
 #[derive(Debug, Parser)]
 #[command(name = "framecast", version, about, max_term_width = 100, after_help = SIGNALS_HELP)]
 struct Args {
-    /// Address to listen on: IP:PORT, HOST:PORT (every address the name resolves to) or
-    /// a bare PORT on loopback; may be given several times.
+    /// Address to listen on: [tcp://]HOST:PORT (every address the name resolves to; IP:PORT,
+    /// [::1]:PORT) or a bare PORT on loopback, unix:PATH, udp://HOST:PORT or
+    /// tls://HOST:PORT; may be given several times, in any mix.
     #[arg(
         long = "listen",
         value_name = "ADDR",
         default_value = config::DEFAULT_LISTEN,
         value_parser = parse_listen
     )]
-    listen: Vec<Listen>,
+    listen: Vec<Listeners>,
 
     /// What to do with each complete frame: echo (back to its sender) or broadcast (to
     /// every other client).
@@ -195,8 +196,8 @@ struct Args {
 
     /// Serve the admin endpoint (HTTP: /metrics, /stats, /healthz, /connz) on this
     /// address: IP:PORT, HOST:PORT or a bare PORT on loopback. Off unless given.
-    #[arg(long, value_name = "ADDR", value_parser = parse_listen)]
-    admin: Option<Listen>,
+    #[arg(long, value_name = "ADDR", value_parser = parse_admin)]
+    admin: Option<AdminAddrs>,
 }
 
 /// The daemon's whole setup: the reactor's configuration and the service's.
@@ -291,13 +292,22 @@ impl Args {
     }
 }
 
-/// The addresses one `--listen` stands for.
+/// The listeners one `--listen` stands for.
 #[derive(Debug, Clone)]
-struct Listen(Vec<SocketAddr>);
+struct Listeners(Vec<Listen>);
 
 /// Parses one `--listen` value.
-fn parse_listen(text: &str) -> Result<Listen, String> {
-    config::parse_listen(text).map(Listen)
+fn parse_listen(text: &str) -> Result<Listeners, String> {
+    config::parse_listen(text).map(Listeners)
+}
+
+/// The addresses `--admin` stands for.
+#[derive(Debug, Clone)]
+struct AdminAddrs(Vec<SocketAddr>);
+
+/// Parses `--admin`: TCP only.
+fn parse_admin(text: &str) -> Result<AdminAddrs, String> {
+    config::parse_socket_addrs(text.strip_prefix("tcp://").unwrap_or(text)).map(AdminAddrs)
 }
 
 /// Raises the open-file limit for `max_connections`, logging what it did. Returns the
@@ -377,9 +387,12 @@ fn serve<S: Service>(config: Config, service: S, banner: &str) -> ExitCode {
         warn_fd_short(limit, wanted, max_connections);
     }
     let mut stdout = std::io::stdout().lock();
-    for addr in reactor.local_addrs() {
+    for listen in reactor.listening() {
         // Best effort: a closed stdout must not stop the daemon.
-        let _ = writeln!(stdout, "framecast listening on {addr} ({banner})");
+        let _ = match listen {
+            Listen::Udp(_) => writeln!(stdout, "framecast listening on {listen} (udp echo)"),
+            _ => writeln!(stdout, "framecast listening on {listen} ({banner})"),
+        };
     }
     for addr in reactor.admin_addrs() {
         let _ = writeln!(stdout, "framecast admin on {addr}");

@@ -50,6 +50,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
 use crate::config::{Config, ConfigError};
+use crate::listen::Listen;
 use crate::service::{Report, Service};
 use connection::{Connection, Phase};
 use oplog::Notice;
@@ -85,8 +86,8 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 pub enum StartError {
     /// A listen address could not be bound.
     Bind {
-        /// The address.
-        addr: SocketAddr,
+        /// The address, as given.
+        addr: Listen,
         /// Why, as the OS said it.
         source: io::Error,
     },
@@ -190,6 +191,8 @@ enum Role {
 struct Listener {
     socket: TcpListener,
     addr: SocketAddr,
+    /// What it listens on, with the real port.
+    listen: Listen,
     ready: bool,
     role: Role,
 }
@@ -319,13 +322,25 @@ impl<S: Service> Reactor<S> {
         let poll = Poll::new().map_err(StartError::Poll)?;
         let mut entries = Slab::new();
         let mut listeners = Vec::with_capacity(config.listen.len() + config.admin.len());
-        let roles = config.listen.iter().map(|&a| (a, Role::Data));
-        let admin_roles = config.admin.iter().map(|&a| (a, Role::Admin));
-        for (addr, role) in roles.chain(admin_roles) {
-            let bind_error = |source| StartError::Bind { addr, source };
+        let data = config.listen.iter().cloned().map(|l| (l, Role::Data));
+        let admin_roles = config.admin.iter().map(|&a| (Listen::Tcp(a), Role::Admin));
+        for (listen, role) in data.chain(admin_roles) {
             let backlog = match role {
                 Role::Data => config.backlog,
                 Role::Admin => ADMIN_BACKLOG,
+            };
+            let Listen::Tcp(addr) = listen else {
+                return Err(StartError::Config(ConfigError {
+                    field: "listen",
+                    problem: format!(
+                        "{listen}: {} listeners are not supported yet",
+                        listen.kind()
+                    ),
+                }));
+            };
+            let bind_error = |source| StartError::Bind {
+                addr: listen.clone(),
+                source,
             };
             let mut socket = accept::bind_listener(addr, backlog).map_err(bind_error)?;
             let addr = socket.local_addr().map_err(bind_error)?;
@@ -337,6 +352,7 @@ impl<S: Service> Reactor<S> {
             entry.insert(Entry::Listener(Listener {
                 socket,
                 addr,
+                listen: Listen::Tcp(addr),
                 ready: false,
                 role,
             }));
@@ -405,9 +421,24 @@ impl<S: Service> Reactor<S> {
         }
     }
 
-    /// The bound addresses, with real ports where port 0 was asked for.
+    /// The IP addresses of the listeners (TCP, TLS and UDP), in the order given, with
+    /// real ports where port 0 was asked for. [`Reactor::listening`] has every
+    /// listener with its kind.
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.core.listener_addrs(Role::Data)
+    }
+
+    /// Every listener, with its kind and real address (a port 0 asked for is the port
+    /// the system chose), in the order given: what the daemon prints at start.
+    pub fn listening(&self) -> Vec<Listen> {
+        self.core
+            .listeners
+            .iter()
+            .filter_map(|&key| match self.core.entries.get(key) {
+                Some(Entry::Listener(l)) if l.role == Role::Data => Some(l.listen.clone()),
+                _ => None,
+            })
+            .collect()
     }
 
     /// The admin endpoint's bound addresses (`Config::admin`), with real ports.
