@@ -36,6 +36,7 @@ mod serve;
 mod splice;
 mod stats;
 mod timers;
+mod transport;
 
 use std::fmt;
 use std::fs::File;
@@ -45,7 +46,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
-use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
@@ -63,6 +63,7 @@ pub use output::{Output, CHUNK_COST};
 pub use read_buf::ReadBuf;
 pub use stats::{Gauges, Kind, Metric, Stats, Value, METRICS};
 pub use timers::Expiry;
+pub use transport::{Peer, Stream};
 
 /// The largest `max_connections` a reactor takes: each connection holds a descriptor,
 /// and no process holds more than a C `int` counts.
@@ -189,8 +190,8 @@ enum Role {
 
 /// A listening socket and whether it may hold connections not yet accepted.
 struct Listener {
-    socket: TcpListener,
-    addr: SocketAddr,
+    /// The socket, of its kind.
+    socket: transport::ListenSocket,
     /// What it listens on, with the real port.
     listen: Listen,
     ready: bool,
@@ -263,7 +264,7 @@ struct Core {
     /// deregistered and dropped before the next poll.
     closed: Vec<(usize, Closed)>,
     /// Connections accepted this turn, for the service's `on_open`.
-    opened: Vec<(ConnId, SocketAddr)>,
+    opened: Vec<(ConnId, Peer)>,
     /// Connections whose output fell below the low-water mark, for `on_drain`.
     drained: Vec<ConnId>,
     /// Connections whose body gave its last chunk, for `on_body_done`.
@@ -329,21 +330,35 @@ impl<S: Service> Reactor<S> {
                 Role::Data => config.backlog,
                 Role::Admin => ADMIN_BACKLOG,
             };
-            let Listen::Tcp(addr) = listen else {
-                return Err(StartError::Config(ConfigError {
-                    field: "listen",
-                    problem: format!(
-                        "{listen}: {} listeners are not supported yet",
-                        listen.kind()
-                    ),
-                }));
-            };
             let bind_error = |source| StartError::Bind {
                 addr: listen.clone(),
                 source,
             };
-            let mut socket = accept::bind_listener(addr, backlog).map_err(bind_error)?;
-            let addr = socket.local_addr().map_err(bind_error)?;
+            let (mut socket, listen) = match &listen {
+                Listen::Tcp(addr) => {
+                    let socket = accept::bind_listener(*addr, backlog).map_err(bind_error)?;
+                    let addr = socket.local_addr().map_err(bind_error)?;
+                    (transport::ListenSocket::Tcp(socket), Listen::Tcp(addr))
+                }
+                Listen::Unix(path) => {
+                    let path = transport::absolute(path);
+                    let (socket, file) =
+                        transport::bind_unix(&path, backlog).map_err(bind_error)?;
+                    (
+                        transport::ListenSocket::Unix(socket, file),
+                        Listen::Unix(path),
+                    )
+                }
+                Listen::Udp(_) | Listen::Tls(_) => {
+                    return Err(StartError::Config(ConfigError {
+                        field: "listen",
+                        problem: format!(
+                            "{listen}: {} listeners are not supported yet",
+                            listen.kind()
+                        ),
+                    }))
+                }
+            };
             let entry = entries.vacant_entry();
             poll.registry()
                 .register(&mut socket, Token(entry.key()), Interest::READABLE)
@@ -351,8 +366,7 @@ impl<S: Service> Reactor<S> {
             listeners.push(entry.key());
             entry.insert(Entry::Listener(Listener {
                 socket,
-                addr,
-                listen: Listen::Tcp(addr),
+                listen,
                 ready: false,
                 role,
             }));
@@ -542,7 +556,7 @@ impl<S: Service> Reactor<S> {
     fn open_accepted(&mut self) {
         let Reactor { core, service } = self;
         while let Some((id, peer)) = core.opened.pop() {
-            service.on_open(&mut Ctx::reactor(core), id, peer);
+            service.on_open(&mut Ctx::reactor(core), id, &peer);
         }
     }
 
@@ -611,7 +625,7 @@ impl<S: Service> Reactor<S> {
         for key in data {
             if let Some(Entry::Listener(mut listener)) = self.core.entries.try_remove(key) {
                 if let Err(e) = self.core.poll.registry().deregister(&mut listener.socket) {
-                    debug!("deregister listener {}: {e}", listener.addr);
+                    debug!("deregister listener {}: {e}", listener.listen);
                 }
             }
         }
@@ -696,7 +710,7 @@ impl Core {
         self.listeners
             .iter()
             .filter_map(|&key| match self.entries.get(key) {
-                Some(Entry::Listener(l)) if l.role == role => Some(l.addr),
+                Some(Entry::Listener(l)) if l.role == role => l.listen.socket_addr(),
                 _ => None,
             })
             .collect()

@@ -4,7 +4,6 @@
 //! per read.
 
 use std::mem;
-use std::net::Shutdown;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -104,7 +103,7 @@ impl<S: Service> Reactor<S> {
                     budget = budget.saturating_sub(n);
                     core.stats.bytes_in += n as u64;
                     conn.traffic.bytes_in += n as u64;
-                    let drained = !filled && !conn.hup;
+                    let drained = !filled && !conn.hup && conn.stream.short_read_drains();
                     if drained {
                         conn.readable = false;
                     }
@@ -577,7 +576,7 @@ impl Core {
             }
             // The peer may still be sending: shut our side so it sees the end of the
             // stream after everything queued, and read until it closes too.
-            if let Err(e) = conn.stream.shutdown(Shutdown::Write) {
+            if let Err(e) = conn.stream.shutdown_write() {
                 self.close(key, Closed::Io(e.kind()));
                 return;
             }
