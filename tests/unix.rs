@@ -79,7 +79,7 @@ fn unix_clients_are_echoed_like_tcp_clients_and_the_file_goes_at_exit() {
     let mut daemon = Daemon::start(&["--listen", &listen]);
     assert_eq!(
         daemon.listeners,
-        [listen.clone()],
+        std::slice::from_ref(&listen),
         "the start-up line names it"
     );
     let mut rng = Rng::new(13);

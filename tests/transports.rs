@@ -1,0 +1,60 @@
+//! Transports over real daemon processes: Unix stream sockets beside TCP.
+
+mod common;
+
+use common::{daemon_exe, Daemon};
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+fn sock_path(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("framecast-{}-{name}.sock", std::process::id()))
+}
+
+#[test]
+fn unix_echo_and_the_socket_file_is_removed_at_exit() {
+    let path = sock_path("echo");
+    let unix = format!("unix:{}", path.display());
+    let mut daemon = Daemon::start(&[
+        "--framing",
+        "line",
+        "--listen",
+        "127.0.0.1:0",
+        "--listen",
+        &unix,
+    ]);
+    let mut stream = UnixStream::connect(&path).expect("connect to the unix listener");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    stream.write_all(b"hello\nworld\n").expect("write");
+    let mut got = vec![0; 12];
+    stream.read_exact(&mut got).expect("read the echo");
+    assert_eq!(got, b"hello\nworld\n");
+    drop(stream);
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(Duration::from_secs(10)), Some(0));
+    assert!(
+        !path.exists(),
+        "socket file left behind at {}",
+        path.display()
+    );
+}
+
+#[test]
+fn a_regular_file_at_the_path_is_refused_and_left_as_it_was() {
+    let path = sock_path("regular");
+    std::fs::write(&path, b"keep me").expect("write the file");
+    let out = std::process::Command::new(daemon_exe())
+        .args(["--listen", &format!("unix:{}", path.display())])
+        .output()
+        .expect("run the daemon");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    assert!(
+        stderr.contains(&path.display().to_string()),
+        "stderr: {stderr}"
+    );
+    assert_eq!(std::fs::read(&path).expect("file still there"), b"keep me");
+    let _ = std::fs::remove_file(&path);
+}
