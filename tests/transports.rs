@@ -101,3 +101,38 @@ fn a_stale_socket_file_is_replaced() {
     daemon.signal("TERM");
     assert_eq!(daemon.wait_exit(Duration::from_secs(10)), Some(0));
 }
+
+#[test]
+fn a_live_socket_is_refused_and_its_owner_keeps_serving() {
+    let path = sock_path("live");
+    let unix = format!("unix:{}", path.display());
+    let mut first = Daemon::start(&[
+        "--framing",
+        "line",
+        "--listen",
+        "127.0.0.1:0",
+        "--listen",
+        &unix,
+    ]);
+    let out = std::process::Command::new(daemon_exe())
+        .args(["--listen", &unix])
+        .output()
+        .expect("run the second daemon");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    assert!(
+        stderr.contains(&path.display().to_string()),
+        "stderr: {stderr}"
+    );
+    let mut stream = UnixStream::connect(&path).expect("the first daemon still listens");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    stream.write_all(b"still\n").expect("write");
+    let mut got = vec![0; 6];
+    stream.read_exact(&mut got).expect("read the echo");
+    assert_eq!(got, b"still\n");
+    drop(stream);
+    first.signal("TERM");
+    assert_eq!(first.wait_exit(Duration::from_secs(10)), Some(0));
+}

@@ -156,7 +156,8 @@ struct Args {
     /// an IPv4 peer on a dual-stack socket matches IPv4 blocks, an IPv4-mapped block
     /// (::ffff:127.0.0.0/104) is the IPv4 block it stands for (127.0.0.0/8), and IPv6
     /// blocks (::/0) never match IPv4 peers. IPv4-compatible addresses (::127.0.0.1)
-    /// are refused.
+    /// are refused. Unix-socket peers have no address: the rules do not apply to them
+    /// (the socket file's permissions do); UDP datagrams are matched one by one.
     #[arg(long, value_name = "CIDR")]
     allow: Vec<Cidr>,
 
