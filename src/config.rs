@@ -34,6 +34,9 @@ pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// kernel counts it in whole seconds, so `--keepalive` is checked against both when
 /// parsed rather than failing on every accepted socket.
 pub const MAX_KEEPALIVE: Duration = Duration::from_secs(32767);
+/// Default number of UDP replies that may wait for room in the socket (1024, so at
+/// most 64 MiB of them at the largest datagram size).
+pub const DEFAULT_UDP_QUEUE: usize = 1024;
 /// Default listen backlog: enough for connect bursts, as Redis and nginx use (511) and more.
 pub const DEFAULT_BACKLOG: u32 = 1024;
 
@@ -77,6 +80,10 @@ pub struct Config {
     /// Before a policy close (slow consumer, oversize frame, a timeout, the connection
     /// limit, shutdown), queue one last frame saying why, in the connection's framing.
     pub goodbye: bool,
+    /// UDP replies that may wait for room in a socket's send buffer, per UDP
+    /// listener; past it replies are dropped and counted. At most this many times
+    /// 64 KiB.
+    pub udp_queue: usize,
     /// Addresses of the admin endpoint (HTTP: `/metrics`, `/stats`, `/healthz`,
     /// `/connz`), served in the same event loop but never by the service; none by
     /// default.
@@ -171,6 +178,7 @@ impl Default for Config {
             splice: false,
             goodbye: false,
             admin: Vec::new(),
+            udp_queue: DEFAULT_UDP_QUEUE,
         }
     }
 }

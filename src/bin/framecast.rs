@@ -195,6 +195,11 @@ struct Args {
     #[arg(long)]
     goodbye: bool,
 
+    /// UDP listeners: replies that may wait for room in the socket (each up to 64 KiB);
+    /// past it replies are dropped and counted, the loop never blocks.
+    #[arg(long, value_name = "N", default_value_t = config::DEFAULT_UDP_QUEUE)]
+    udp_queue: usize,
+
     /// Serve the admin endpoint (HTTP: /metrics, /stats, /healthz, /connz) on this
     /// address: IP:PORT, HOST:PORT or a bare PORT on loopback. Off unless given.
     #[arg(long, value_name = "ADDR", value_parser = parse_admin)]
@@ -267,7 +272,15 @@ impl Args {
             splice: self.splice,
             goodbye: self.goodbye,
             admin: self.admin.map(|l| l.0).unwrap_or_default(),
+            udp_queue: self.udp_queue,
         };
+        if self.mode == Mode::Broadcast {
+            if let Some(udp) = config.listen.iter().find(|l| !l.is_stream()) {
+                return Err(invalid(format!(
+                    "'--listen {udp}' with '--mode broadcast': a UDP listener only echoes (RFC 862: each datagram back to its sender); broadcast needs stream listeners (tcp://, unix:, tls://)"
+                )));
+            }
+        }
         if let Err(e) = config.validate() {
             let flag = e.field.replace('_', "-");
             return Err(invalid(format!("invalid '--{flag}': {}", e.problem)));

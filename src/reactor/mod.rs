@@ -28,6 +28,7 @@ mod accept;
 mod admin;
 mod connection;
 mod ctx;
+mod datagram;
 mod fake;
 mod oplog;
 mod output;
@@ -58,6 +59,7 @@ use timers::{ServiceTimers, Timeouts, Timers};
 
 pub use admin::{ADMIN_IDLE, MAX_ADMIN_CONNECTIONS};
 pub use ctx::{Body, Closed, ConnId, Ctx, Frame, FrameIter, Frames, SendError};
+pub use datagram::{is_refused_port, MAX_DATAGRAM};
 pub use fake::{FakeCtx, FakeState};
 pub use output::{Output, CHUNK_COST};
 pub use read_buf::ReadBuf;
@@ -209,6 +211,8 @@ enum Entry {
     Stream(Connection),
     /// A connection to the admin endpoint.
     Admin(admin::AdminConn),
+    /// A UDP socket, echoing datagrams.
+    Datagram(datagram::DatagramSocket),
     /// The waker through which a [`Handle`] reaches the loop.
     Waker,
 }
@@ -349,7 +353,17 @@ impl<S: Service> Reactor<S> {
                         Listen::Unix(path),
                     )
                 }
-                Listen::Udp(_) | Listen::Tls(_) => {
+                Listen::Udp(addr) => {
+                    let mut socket = datagram::bind(*addr, config.udp_queue).map_err(bind_error)?;
+                    let entry = entries.vacant_entry();
+                    poll.registry()
+                        .register(socket.socket_mut(), Token(entry.key()), Interest::READABLE)
+                        .map_err(StartError::Poll)?;
+                    listeners.push(entry.key());
+                    entry.insert(Entry::Datagram(socket));
+                    continue;
+                }
+                Listen::Tls(_) => {
                     return Err(StartError::Config(ConfigError {
                         field: "listen",
                         problem: format!(
@@ -450,6 +464,7 @@ impl<S: Service> Reactor<S> {
             .iter()
             .filter_map(|&key| match self.core.entries.get(key) {
                 Some(Entry::Listener(l)) if l.role == Role::Data => Some(l.listen.clone()),
+                Some(Entry::Datagram(d)) => Some(d.listen.clone()),
                 _ => None,
             })
             .collect()
@@ -509,6 +524,11 @@ impl<S: Service> Reactor<S> {
                     Some(Entry::Listener(listener)) => listener.ready = true,
                     Some(Entry::Waker) => woken = true,
                     Some(Entry::Admin(conn)) => self.core.admin.mark(conn, key),
+                    // A writable event needs no flag: a socket with replies queued is
+                    // served every turn until they are out.
+                    Some(Entry::Datagram(socket)) => {
+                        socket.ready |= event.is_readable() || event.is_error();
+                    }
                     Some(Entry::Stream(conn)) => {
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
                             conn.readable = true;
@@ -527,6 +547,7 @@ impl<S: Service> Reactor<S> {
                 return Ok(Stopped::Forced);
             }
             self.core.accept_ready();
+            self.core.serve_datagrams();
             self.open_accepted();
             self.serve_ready();
             let service = &self.service;
@@ -623,10 +644,27 @@ impl<S: Service> Reactor<S> {
                 });
         self.core.listeners = admin;
         for key in data {
-            if let Some(Entry::Listener(mut listener)) = self.core.entries.try_remove(key) {
-                if let Err(e) = self.core.poll.registry().deregister(&mut listener.socket) {
-                    debug!("deregister listener {}: {e}", listener.listen);
+            match self.core.entries.try_remove(key) {
+                Some(Entry::Listener(mut listener)) => {
+                    if let Err(e) = self.core.poll.registry().deregister(&mut listener.socket) {
+                        debug!("deregister listener {}: {e}", listener.listen);
+                    }
                 }
+                // Datagrams have no connection to drain: the socket stops answering
+                // now, and replies still queued are dropped with it.
+                Some(Entry::Datagram(mut socket)) => {
+                    if socket.queued() > 0 {
+                        info!(
+                            "{}: {} queued repl(ies) dropped at shutdown",
+                            socket.listen,
+                            socket.queued()
+                        );
+                    }
+                    if let Err(e) = self.core.poll.registry().deregister(socket.socket_mut()) {
+                        debug!("deregister {}: {e}", socket.listen);
+                    }
+                }
+                _ => {}
             }
         }
         self.core.draining_until = Some(self.core.now + self.core.config.drain_timeout);
@@ -678,7 +716,7 @@ impl<S: Service> Reactor<S> {
         };
         info!(
             "serving {} listener(s): {}, framing {}{splice}, max frame {} B, max output {} B, max connections {}",
-            self.local_addrs().len(),
+            self.listening().len(),
             self.service.describe(),
             c.framing,
             c.max_frame,
@@ -711,6 +749,7 @@ impl Core {
             .iter()
             .filter_map(|&key| match self.entries.get(key) {
                 Some(Entry::Listener(l)) if l.role == role => l.listen.socket_addr(),
+                Some(Entry::Datagram(d)) if role == Role::Data => d.listen.socket_addr(),
                 _ => None,
             })
             .collect()
@@ -816,6 +855,7 @@ impl Core {
             || !self.dirty.is_empty()
             || self.admin.has_ready()
             || (accepting && self.any_listener_ready())
+            || self.any_datagram_ready()
         {
             return Some(Duration::ZERO);
         }

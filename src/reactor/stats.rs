@@ -56,6 +56,18 @@ pub struct Stats {
     pub resets: u64,
     /// Bytes those connections had sent that were never answered.
     pub unanswered_bytes: u64,
+    /// UDP datagrams received (every one, answered or not).
+    pub datagrams_in: u64,
+    /// UDP datagrams sent back.
+    pub datagrams_out: u64,
+    /// UDP replies dropped because the reply queue was full (`--udp-queue`).
+    pub datagrams_dropped: u64,
+    /// UDP datagrams from source port 0, 7 or 19, not answered.
+    pub datagrams_refused_port: u64,
+    /// UDP datagrams refused by the access rules.
+    pub datagrams_denied: u64,
+    /// UDP receives or replies that failed (a reply lost).
+    pub datagram_errors: u64,
     /// Event-loop turns (one poll and the work it brought).
     pub turns: u64,
     /// The longest turn, in microseconds, from the end of its poll to the start of
@@ -133,7 +145,7 @@ impl Metric {
 }
 
 /// How many metrics [`Stats::metrics`] lists.
-pub const METRICS: usize = 26;
+pub const METRICS: usize = 32;
 
 impl Stats {
     /// Every metric, grouped by family, in the order the log lines show them.
@@ -150,6 +162,7 @@ impl Stats {
         let refused = "Connections closed right after accept, by reason.";
         let protocol = "Connections that broke the framing, by kind.";
         let timeouts = "Connections closed by a timeout, by kind.";
+        let dropped = "UDP datagrams not answered, by reason.";
         [
             m(
                 "connections_accepted",
@@ -326,6 +339,54 @@ impl Stats {
                 "Bytes received on reset connections that were never answered.",
                 "bytes unanswered",
                 self.unanswered_bytes,
+            ),
+            m(
+                "datagrams_in",
+                None,
+                Counter,
+                "UDP datagrams received.",
+                "datagrams in",
+                self.datagrams_in,
+            ),
+            m(
+                "datagrams_out",
+                None,
+                Counter,
+                "UDP datagrams sent back.",
+                "datagrams out",
+                self.datagrams_out,
+            ),
+            m(
+                "datagrams_dropped",
+                Some(("reason", "queue_full")),
+                Counter,
+                dropped,
+                "replies dropped (queue full)",
+                self.datagrams_dropped,
+            ),
+            m(
+                "datagrams_dropped",
+                Some(("reason", "port")),
+                Counter,
+                dropped,
+                "datagrams from port 0, 7 or 19 unanswered",
+                self.datagrams_refused_port,
+            ),
+            m(
+                "datagrams_dropped",
+                Some(("reason", "access")),
+                Counter,
+                dropped,
+                "datagrams denied",
+                self.datagrams_denied,
+            ),
+            m(
+                "datagrams_dropped",
+                Some(("reason", "error")),
+                Counter,
+                dropped,
+                "datagram errors",
+                self.datagram_errors,
             ),
             m(
                 "loop_turns",
