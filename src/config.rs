@@ -4,6 +4,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::access::AccessList;
@@ -37,6 +38,9 @@ pub const MAX_KEEPALIVE: Duration = Duration::from_secs(32767);
 /// Default number of UDP replies that may wait for room in the socket (1024, so at
 /// most 64 MiB of them at the largest datagram size).
 pub const DEFAULT_UDP_QUEUE: usize = 1024;
+/// Default time a TLS handshake may take (10 s): a real client needs a few round
+/// trips, a client that stalls it holds a connection for no more than this.
+pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default listen backlog: enough for connect bursts, as Redis and nginx use (511) and more.
 pub const DEFAULT_BACKLOG: u32 = 1024;
 
@@ -84,10 +88,27 @@ pub struct Config {
     /// listener; past it replies are dropped and counted. At most this many times
     /// 64 KiB.
     pub udp_queue: usize,
+    /// The certificate and key for `tls://` listeners (and the CA for client
+    /// certificates); needed when there is one.
+    pub tls: Option<TlsFiles>,
+    /// A TLS handshake must complete within this time after accept.
+    pub tls_handshake_timeout: Duration,
     /// Addresses of the admin endpoint (HTTP: `/metrics`, `/stats`, `/healthz`,
     /// `/connz`), served in the same event loop but never by the service; none by
     /// default.
     pub admin: Vec<SocketAddr>,
+}
+
+/// PEM files for `tls://` listeners, read when the reactor starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain, the server's own certificate first.
+    pub cert: PathBuf,
+    /// Its private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// With one: clients must present a certificate signed by a CA in this file
+    /// (mutual TLS).
+    pub client_ca: Option<PathBuf>,
 }
 
 /// A configuration that cannot work: which field, and why.
@@ -147,6 +168,27 @@ impl Config {
                 );
             }
         }
+        let tls_listener = self.listen.iter().find(|l| matches!(l, Listen::Tls(_)));
+        if let Some(listen) = tls_listener {
+            if !cfg!(feature = "tls") {
+                return fail(
+                    "listen",
+                    format!("{listen}: this build has no TLS (the `tls` feature is off)"),
+                );
+            }
+            if self.tls.is_none() {
+                return fail(
+                    "tls",
+                    format!("{listen} needs a certificate and a key (--tls-cert, --tls-key)"),
+                );
+            }
+            if self.splice {
+                return fail(
+                    "splice",
+                    format!("{listen}: TLS records must be decrypted, so they cannot be spliced"),
+                );
+            }
+        }
         if self.splice && self.framing != Framing::Raw {
             return fail(
                 "splice",
@@ -179,6 +221,8 @@ impl Default for Config {
             goodbye: false,
             admin: Vec::new(),
             udp_queue: DEFAULT_UDP_QUEUE,
+            tls: None,
+            tls_handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
         }
     }
 }

@@ -7,11 +7,9 @@ mod common;
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::thread;
-use std::time::{Duration, Instant};
 
-use common::{frame_u32be, read_frame_u32be, read_to_end, Daemon, Rng, TIMEOUT};
+use common::{frame_u32be, read_frame_u32be, read_to_end, run_to_exit, Daemon, Rng, TIMEOUT};
 
 /// A fresh path in a directory of this test process's own.
 fn socket_path(name: &str) -> PathBuf {
@@ -38,38 +36,6 @@ fn printed_path(daemon: &Daemon, i: usize) -> PathBuf {
             .strip_prefix("unix:")
             .unwrap_or_else(|| panic!("not a unix listener: {listener}")),
     )
-}
-
-/// Runs the daemon with `args`, expecting it to exit by itself: its exit code and
-/// stderr. Killed after [`TIMEOUT`] if it does not.
-fn run_to_exit(args: &[&str]) -> (Option<i32>, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_framecast"))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn framecast");
-    let deadline = Instant::now() + TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("framecast {args:?} did not exit");
-        }
-        thread::sleep(Duration::from_millis(10));
-    };
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    (status.code(), stderr)
 }
 
 #[test]

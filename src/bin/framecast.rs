@@ -7,6 +7,7 @@
 use std::fmt;
 use std::io::Write;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::str::FromStr;
 use std::time::Duration;
@@ -16,7 +17,7 @@ use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser};
 use framecast::access::{AccessList, Cidr};
 use framecast::codec::{Codec, Encoder, Oversize};
-use framecast::config::{self, parse_duration, parse_optional_duration, parse_size};
+use framecast::config::{self, parse_duration, parse_optional_duration, parse_size, TlsFiles};
 use framecast::fd_limit::{self, FdLimit};
 use framecast::service::{Broadcast, Echo, Greeting, SlowConsumer};
 use framecast::{Config, Framing, Handle, Listen, Reactor, Service, Stopped};
@@ -195,6 +196,23 @@ struct Args {
     #[arg(long)]
     goodbye: bool,
 
+    /// Certificate chain (PEM, the server's certificate first) for tls:// listeners.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+
+    /// Private key (PEM: PKCS#8, PKCS#1 or SEC1) of --tls-cert.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+
+    /// Mutual TLS: clients of tls:// listeners must present a certificate signed by a
+    /// CA in this PEM file, or the handshake fails.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
+
+    /// A TLS handshake must complete within this time after accept.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
+    tls_handshake_timeout: Duration,
+
     /// UDP listeners: replies that may wait for room in the socket (each up to 64 KiB);
     /// past it replies are dropped and counted, the loop never blocks.
     #[arg(long, value_name = "N", default_value_t = config::DEFAULT_UDP_QUEUE)]
@@ -273,7 +291,25 @@ impl Args {
             goodbye: self.goodbye,
             admin: self.admin.map(|l| l.0).unwrap_or_default(),
             udp_queue: self.udp_queue,
+            tls: self.tls_cert.zip(self.tls_key).map(|(cert, key)| TlsFiles {
+                cert,
+                key,
+                client_ca: self.tls_client_ca,
+            }),
+            tls_handshake_timeout: self.tls_handshake_timeout,
         };
+        let tls_listener = config.listen.iter().any(|l| matches!(l, Listen::Tls(_)));
+        if config.tls.is_some() && !tls_listener {
+            return Err(invalid(
+                "'--tls-cert' without a tls:// listener (add '--listen tls://HOST:PORT')".into(),
+            ));
+        }
+        if config.splice && tls_listener {
+            return Err(invalid(
+                "'--splice' with a tls:// listener: TLS records are decrypted in the daemon, so they cannot be spliced"
+                    .into(),
+            ));
+        }
         if self.mode == Mode::Broadcast {
             if let Some(udp) = config.listen.iter().find(|l| !l.is_stream()) {
                 return Err(invalid(format!(

@@ -213,6 +213,11 @@ impl Core {
             codec,
             self.now,
         )));
+        if let Some(Entry::Stream(conn)) = self.entries.get_mut(key) {
+            if conn.stream.is_handshaking() {
+                conn.clock.handshake_until = Some(self.now + self.config.tls_handshake_timeout);
+            }
+        }
         self.open += 1;
         self.stats.accepted += 1;
         debug!("{peer}: connected (token {key}, {} open)", self.open);

@@ -37,6 +37,8 @@ mod serve;
 mod splice;
 mod stats;
 mod timers;
+#[cfg(feature = "tls")]
+mod tls;
 mod transport;
 
 use std::fmt;
@@ -65,6 +67,8 @@ pub use output::{Output, CHUNK_COST};
 pub use read_buf::ReadBuf;
 pub use stats::{Gauges, Kind, Metric, Stats, Value, METRICS};
 pub use timers::Expiry;
+#[cfg(feature = "tls")]
+pub use tls::TlsError;
 pub use transport::{Peer, Stream};
 
 /// The largest `max_connections` a reactor takes: each connection holds a descriptor,
@@ -96,6 +100,9 @@ pub enum StartError {
     },
     /// The poller could not be created or a listener registered.
     Poll(io::Error),
+    /// A TLS certificate, key or CA file cannot be used.
+    #[cfg(feature = "tls")]
+    Tls(TlsError),
     /// The configuration cannot work.
     Config(ConfigError),
 }
@@ -105,6 +112,8 @@ impl fmt::Display for StartError {
         match self {
             StartError::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
             StartError::Poll(e) => write!(f, "cannot set up the event loop: {e}"),
+            #[cfg(feature = "tls")]
+            StartError::Tls(e) => write!(f, "cannot use {e}"),
             StartError::Config(why) => write!(f, "invalid configuration: {why}"),
         }
     }
@@ -115,6 +124,8 @@ impl std::error::Error for StartError {
         match self {
             StartError::Bind { source, .. } | StartError::Poll(source) => Some(source),
             StartError::Config(e) => Some(e),
+            #[cfg(feature = "tls")]
+            StartError::Tls(e) => Some(e),
         }
     }
 }
@@ -328,6 +339,9 @@ impl<S: Service> Reactor<S> {
         let mut entries = Slab::new();
         let mut listeners = Vec::with_capacity(config.listen.len() + config.admin.len());
         let data = config.listen.iter().cloned().map(|l| (l, Role::Data));
+        // Loaded once, for every tls:// listener.
+        #[cfg(feature = "tls")]
+        let mut tls_config: Option<Arc<rustls::ServerConfig>> = None;
         let admin_roles = config.admin.iter().map(|&a| (Listen::Tcp(a), Role::Admin));
         for (listen, role) in data.chain(admin_roles) {
             let backlog = match role {
@@ -363,13 +377,31 @@ impl<S: Service> Reactor<S> {
                     entry.insert(Entry::Datagram(socket));
                     continue;
                 }
+                #[cfg(feature = "tls")]
+                Listen::Tls(addr) => {
+                    let Some(files) = &config.tls else {
+                        return Err(StartError::Config(ConfigError {
+                            field: "tls",
+                            problem: format!("{listen} needs a certificate and a key"),
+                        }));
+                    };
+                    let tls = match &tls_config {
+                        Some(tls) => Arc::clone(tls),
+                        None => {
+                            let tls = tls::server_config(files).map_err(StartError::Tls)?;
+                            tls_config = Some(Arc::clone(&tls));
+                            tls
+                        }
+                    };
+                    let socket = accept::bind_listener(*addr, backlog).map_err(bind_error)?;
+                    let addr = socket.local_addr().map_err(bind_error)?;
+                    (transport::ListenSocket::Tls(socket, tls), Listen::Tls(addr))
+                }
+                #[cfg(not(feature = "tls"))]
                 Listen::Tls(_) => {
                     return Err(StartError::Config(ConfigError {
                         field: "listen",
-                        problem: format!(
-                            "{listen}: {} listeners are not supported yet",
-                            listen.kind()
-                        ),
+                        problem: format!("{listen}: this build has no TLS"),
                     }))
                 }
             };
@@ -897,6 +929,12 @@ impl Core {
                         Expiry::Idle => (&mut self.stats.idle_timeouts, Notice::IdleTimeout),
                         Expiry::Frame => (&mut self.stats.frame_timeouts, Notice::FrameTimeout),
                         Expiry::Write => (&mut self.stats.write_timeouts, Notice::WriteTimeout),
+                        Expiry::Handshake => {
+                            self.stats.tls_handshake_timeouts += 1;
+                            debug!("{}: closing: {expiry}", conn.peer);
+                            self.close(key, Closed::Timeout(expiry));
+                            continue;
+                        }
                         Expiry::Linger | Expiry::Quiet => {
                             self.close(key, Closed::Timeout(expiry));
                             continue;

@@ -56,6 +56,13 @@ pub struct Stats {
     pub resets: u64,
     /// Bytes those connections had sent that were never answered.
     pub unanswered_bytes: u64,
+    /// TLS handshakes completed.
+    pub tls_handshakes: u64,
+    /// TLS connections closed for a TLS error (a failed handshake: plaintext or
+    /// garbage, a refused client certificate; a bad record later).
+    pub tls_errors: u64,
+    /// TLS connections closed for not completing the handshake in time.
+    pub tls_handshake_timeouts: u64,
     /// UDP datagrams received (every one, answered or not).
     pub datagrams_in: u64,
     /// UDP datagrams sent back.
@@ -145,7 +152,7 @@ impl Metric {
 }
 
 /// How many metrics [`Stats::metrics`] lists.
-pub const METRICS: usize = 32;
+pub const METRICS: usize = 35;
 
 impl Stats {
     /// Every metric, grouped by family, in the order the log lines show them.
@@ -283,6 +290,30 @@ impl Stats {
                 timeouts,
                 "write timeouts",
                 self.write_timeouts,
+            ),
+            m(
+                "timeouts",
+                Some(("kind", "tls_handshake")),
+                Counter,
+                timeouts,
+                "TLS handshake timeouts",
+                self.tls_handshake_timeouts,
+            ),
+            m(
+                "tls_handshakes",
+                None,
+                Counter,
+                "TLS handshakes completed.",
+                "TLS handshakes",
+                self.tls_handshakes,
+            ),
+            m(
+                "tls_errors",
+                None,
+                Counter,
+                "TLS connections closed for a TLS error (a failed handshake, a bad record).",
+                "TLS errors",
+                self.tls_errors,
             ),
             m(
                 "slow_consumer_closes",
