@@ -68,7 +68,7 @@ pub use read_buf::ReadBuf;
 pub use stats::{Gauges, Kind, Metric, Stats, Value, METRICS};
 pub use timers::Expiry;
 #[cfg(feature = "tls")]
-pub use tls::TlsError;
+pub use tls::{client_config, server_config, TlsError, TlsStream};
 pub use transport::{Peer, Stream};
 
 /// The largest `max_connections` a reactor takes: each connection holds a descriptor,

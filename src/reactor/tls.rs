@@ -6,17 +6,23 @@
 //!
 //! Also the server configuration, loaded once from PEM files (certificate chain,
 //! private key, and for mutual TLS the CA that client certificates must chain to),
-//! with errors that name the file at fault. It knows nothing of framing or services.
+//! with errors that name the file at fault, and a client's ([`client_config`]), so the
+//! bench and the client drive their sessions with the same [`TlsStream`]. It knows
+//! nothing of framing or services.
 
 use std::io::{self, IoSlice, Read, Write};
 use std::path::Path;
 use std::sync::Arc;
 
 use mio::net::TcpStream;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{RootCertStore, ServerConfig, ServerConnection};
+use rustls::{
+    ClientConfig, Connection, DigitallySignedStruct, RootCertStore, ServerConfig, ServerConnection,
+    SignatureScheme,
+};
 
 use super::{interrupted, would_block};
 use crate::config::TlsFiles;
@@ -121,13 +127,98 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
     Ok(Arc::new(config))
 }
 
-/// A TLS connection: a TCP socket and the rustls session over it.
+/// A client configuration with the ring provider: trusting the CA certificates in
+/// the PEM file `ca`, or with `None` trusting any server (no verification at all:
+/// for benchmarks against a self-signed certificate, never for real traffic).
+///
+/// # Errors
+/// A [`TlsError`] naming the CA file that cannot be read or used.
+pub fn client_config(ca: Option<&Path>) -> Result<Arc<ClientConfig>, TlsError> {
+    #[allow(deprecated)] // see `server_config`
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let fail = |problem: String| TlsError {
+        file: ca.map(Path::to_path_buf).unwrap_or_default(),
+        problem,
+    };
+    let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| fail(format!("no TLS version to offer: {e}")))?;
+    let config = match ca {
+        Some(ca) => {
+            let mut roots = RootCertStore::empty();
+            for cert in certificates(ca)? {
+                roots
+                    .add(cert)
+                    .map_err(|e| fail(format!("not a usable CA certificate: {e}")))?;
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+        None => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(TrustAnything(provider)))
+            .with_no_client_auth(),
+    };
+    Ok(Arc::new(config))
+}
+
+/// A verifier that accepts every server certificate (it still checks the handshake's
+/// signatures, so the session is a real one, just with nobody vouching for the key).
+#[derive(Debug)]
+struct TrustAnything(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for TrustAnything {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// A TLS connection: a TCP socket and the rustls session over it (a server's, or a
+/// client's).
 #[derive(Debug)]
 pub struct TlsStream {
     /// The socket, non-blocking.
     tcp: TcpStream,
     /// The session: records in, plaintext out, and the reverse.
-    tls: ServerConnection,
+    tls: Connection,
     /// The TCP stream has ended (a read of zero).
     tcp_eof: bool,
     /// The last read stopped at `WouldBlock`: nothing more until the next event.
@@ -144,17 +235,24 @@ impl TlsStream {
     ///
     /// # Errors
     /// If rustls cannot start a session with `config`.
-    pub fn new(tcp: TcpStream, config: Arc<ServerConfig>) -> io::Result<TlsStream> {
-        let mut tls = ServerConnection::new(config).map_err(io::Error::other)?;
+    pub fn server(tcp: TcpStream, config: Arc<ServerConfig>) -> io::Result<TlsStream> {
+        let tls = ServerConnection::new(config).map_err(io::Error::other)?;
+        Ok(TlsStream::new(tcp, tls))
+    }
+
+    /// A stream over `tcp` (non-blocking) for a session in any state: a client's
+    /// whose handshake was done before, say.
+    pub fn new(tcp: TcpStream, tls: impl Into<Connection>) -> TlsStream {
+        let mut tls = tls.into();
         tls.set_buffer_limit(Some(TLS_BUFFER));
-        Ok(TlsStream {
+        TlsStream {
             tcp,
             tls,
             tcp_eof: false,
             drained: false,
             closing: false,
             shut: false,
-        })
+        }
     }
 
     /// The socket.

@@ -154,6 +154,19 @@ impl Stream {
         }
     }
 
+    /// Shuts down `how` at once, on the socket (TLS: the TCP socket, no close_notify).
+    ///
+    /// # Errors
+    /// As `shutdown(2)`.
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.shutdown(how),
+            Stream::Unix(s) => s.shutdown(how),
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => s.tcp().shutdown(how),
+        }
+    }
+
     /// True for a TLS connection.
     pub fn is_tls(&self) -> bool {
         match self {
@@ -283,7 +296,7 @@ impl ListenSocket {
             #[cfg(feature = "tls")]
             ListenSocket::Tls(l, config) => {
                 let (tcp, addr) = l.accept()?;
-                let stream = TlsStream::new(tcp, Arc::clone(config))?;
+                let stream = TlsStream::server(tcp, Arc::clone(config))?;
                 Ok((Stream::Tls(Box::new(stream)), Peer::Ip(addr)))
             }
         }
