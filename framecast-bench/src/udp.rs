@@ -403,8 +403,8 @@ impl UdpReport {
             concat!(
                 "{{\"scenario\":\"udp_echo\",\"target\":\"{}\",\"sockets\":{},\"depth\":{},",
                 "\"size_min\":{},\"size_max\":{},\"measured_s\":{:.3},\"sent\":{},\"echoed\":{},",
-                "\"lost\":{},\"corrupted\":{},\"frames_per_s\":{:.1},\"mb_per_s_out\":{:.3},",
-                "\"mb_per_s_in\":{:.3},\"latency_us\":{{\"p50\":{:.1},\"p99\":{:.1},\"max\":{:.1}}},",
+                "\"lost\":{},\"corrupted\":{},\"frames_per_s\":{:.1},\"mb_out_per_s\":{:.3},",
+                "\"mb_in_per_s\":{:.3},\"latency_us\":{{\"p50\":{:.1},\"p99\":{:.1},\"max\":{:.1}}},",
                 "\"cpu\":{{\"bench_us_per_frame\":{},\"server_us_per_frame\":{}}},\"interrupted\":{}}}"
             ),
             self.target,

@@ -403,7 +403,7 @@ impl Read for TlsStream {
 impl Write for TlsStream {
     /// Takes plaintext into the session (buffered until the handshake ends, then
     /// encrypted) and writes records as the socket allows; `WouldBlock` once the
-    /// session holds [`TLS_BUFFER`] the socket has not taken.
+    /// session holds 64 KiB the socket has not taken.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if self.closing {
             return Err(io::ErrorKind::BrokenPipe.into());
