@@ -87,7 +87,7 @@ pub enum Attack {
     /// reset while it writes back. Broadcast: a member of the verified room that
     /// resets while the server writes to it.
     ResetMidWrite,
-    /// Many connections, each sending one byte of a frame every [`TRICKLE`].
+    /// Many connections, each sending one byte of a frame every `TRICKLE` (100 ms).
     Slowloris,
     /// Echo: frames sent until the server stops reading, held, closed. Broadcast: a
     /// member of the verified room that never reads, held, closed.

@@ -441,14 +441,7 @@ fn main() -> ExitCode {
     }
     let report = match bench::run(&config, &mut progress, &interrupt) {
         Ok(report) => report,
-        Err(e @ bench::RunError::Interrupted { .. }) => {
-            eprintln!("framecast-bench: {e}");
-            return ExitCode::from(INTERRUPTED);
-        }
-        Err(e) => {
-            eprintln!("framecast-bench: {e}");
-            return ExitCode::from(1);
-        }
+        Err(e) => return run_failed(&e),
     };
     let mut text = if json { report.json() } else { report.text() };
     if let (Some(addr), Some(before)) = (server_stats, &before) {
@@ -487,15 +480,22 @@ fn main() -> ExitCode {
     }
 }
 
+/// Says why a run could not finish; its exit code (interrupted, or 1).
+fn run_failed(e: &bench::RunError) -> ExitCode {
+    eprintln!("framecast-bench: {e}");
+    if matches!(e, bench::RunError::Interrupted { .. }) {
+        ExitCode::from(INTERRUPTED)
+    } else {
+        ExitCode::from(1)
+    }
+}
+
 /// Runs UDP echo and prints its report: 0 when every reply verified (lost datagrams
 /// are UDP's, not errors), 1 when nothing came back at all, 3 for corrupted replies.
 fn run_udp(config: &BenchConfig, json: bool, interrupt: &AtomicBool) -> ExitCode {
     let report = match bench::udp::run(config, interrupt) {
         Ok(report) => report,
-        Err(e) => {
-            eprintln!("framecast-bench: {e}");
-            return ExitCode::from(1);
-        }
+        Err(e) => return run_failed(&e),
     };
     let text = if json { report.json() } else { report.text() };
     let mut stdout = std::io::stdout().lock();
@@ -536,14 +536,7 @@ fn run_chaos(
 ) -> ExitCode {
     let report = match bench::chaos::run(config, chaos, progress, interrupt) {
         Ok(report) => report,
-        Err(e @ bench::RunError::Interrupted { .. }) => {
-            eprintln!("framecast-bench: {e}");
-            return ExitCode::from(INTERRUPTED);
-        }
-        Err(e) => {
-            eprintln!("framecast-bench: {e}");
-            return ExitCode::from(1);
-        }
+        Err(e) => return run_failed(&e),
     };
     let text = if json { report.json() } else { report.text() };
     let mut stdout = std::io::stdout().lock();
