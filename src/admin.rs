@@ -569,6 +569,21 @@ mod tests {
     }
 
     #[test]
+    fn a_unix_peer_is_named_by_its_path_escaped_in_json() {
+        let mut reactor = fake(1);
+        reactor.conns[0].peer = Peer::Unix {
+            path: std::sync::Arc::from(std::path::Path::new("/tmp/a \"quoted\" dir/s.sock")),
+            pid: Some(42),
+        };
+        let (status, _, page) = answer(&get("/connz"), &reactor);
+        assert_eq!(status, 200);
+        assert!(
+            page.contains(r#""peer":"unix:/tmp/a \"quoted\" dir/s.sock[pid 42]","#),
+            "{page}"
+        );
+    }
+
+    #[test]
     fn the_services_tables_are_on_stats_and_metrics() {
         let reactor = fake(0);
         let body = |path: &str| {
