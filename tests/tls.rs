@@ -412,3 +412,22 @@ fn tls_serves_on_ipv6_loopback() {
     client.flush().unwrap();
     assert_eq!(read_frame_u32be(&mut client).unwrap(), b"v6");
 }
+
+#[test]
+fn the_graceful_drain_says_goodbye_and_close_notify_over_tls() {
+    let pki = Pki::new("drain");
+    let mut daemon = tls_daemon(&pki, &["--goodbye"]);
+    let mut client = connect(daemon.addr, pki.client_config(None)).unwrap();
+    let frames: Vec<u8> = (0..50u32)
+        .flat_map(|i| frame_u32be(&i.to_be_bytes()))
+        .collect();
+    let back = exchange(&mut client, &frames);
+    assert!(back == frames);
+    daemon.signal("TERM");
+    let mut rest = Vec::new();
+    client
+        .read_to_end(&mut rest)
+        .expect("the daemon ends the session with close_notify");
+    assert_eq!(rest, frame_u32be(b"framecast: closing: shutdown"));
+    assert_eq!(daemon.wait_exit(TIMEOUT), Some(0));
+}
