@@ -1,15 +1,17 @@
-//! framecast: a readiness-based TCP reactor (and the daemon built on it) that cuts byte
-//! streams into frames — however the kernel splits or merges them ("half" and
+//! framecast: a readiness-based reactor (and the daemon built on it) that cuts byte
+//! streams (TCP, Unix-domain sockets, TLS) into frames — however the kernel splits or merges them ("half" and
 //! "sticky" packets) — and hands each complete frame to a [`Service`].
 //!
 //! # Architecture
 //! Two halves with one seam between them:
 //! - **Moving bytes** is the [`Reactor`]'s: one thread, one `mio::Poll`, a slab of
-//!   entries (listeners, connections, a waker) whose keys are the tokens. It reads each
+//!   entries (listeners, connections, UDP sockets, a waker) whose keys are the tokens;
+//!   every stream is a [`reactor::Stream`], TCP, Unix or TLS alike. It reads each
 //!   connection until `WouldBlock`, cuts its input with the connection's [`Codec`],
 //!   writes output with vectored writes, keeps memory within [`Config`]'s caps
 //!   (backpressure, bodies pulled as the peer drains), runs the timers, survives
-//!   descriptor exhaustion and closes in two phases.
+//!   descriptor exhaustion and closes in two phases. UDP datagrams it echoes itself
+//!   (RFC 862): they have no stream to frame.
 //! - **Deciding what a frame means** is a [`Service`]'s: it is called with runs of
 //!   frames, opens, closes, drains and timers, and acts only through a [`Ctx`] (send,
 //!   close, pause, resume, set a timer, read the limits and counters). It never touches
