@@ -6,7 +6,6 @@
 
 use std::fmt;
 use std::io;
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
@@ -14,7 +13,7 @@ use log::debug;
 
 use super::connection::Phase;
 use super::fake::{FakeCtx, FakeState};
-use super::{stream_mut, Core, Stats};
+use super::{stream_mut, Core, Peer, Stats};
 use crate::codec::{Codec, Encoder, FrameError};
 use crate::config::Config;
 
@@ -251,9 +250,9 @@ impl Ctx<'_> {
     }
 
     /// The peer of an open connection.
-    pub fn peer(&self, conn: ConnId) -> Option<SocketAddr> {
+    pub fn peer(&self, conn: ConnId) -> Option<Peer> {
         match &self.inner {
-            Inner::Reactor(core) => core.stream(conn).map(|c| c.peer),
+            Inner::Reactor(core) => core.stream(conn).map(|c| c.peer.clone()),
             Inner::Fake(fake) => fake.peer(conn),
         }
     }

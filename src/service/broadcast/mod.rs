@@ -352,7 +352,7 @@ impl Broadcast {
 }
 
 impl Service for Broadcast {
-    fn on_open(&mut self, _ctx: &mut Ctx<'_>, conn: ConnId, _peer: std::net::SocketAddr) {
+    fn on_open(&mut self, _ctx: &mut Ctx<'_>, conn: ConnId, _peer: &crate::reactor::Peer) {
         if self.slots.len() <= conn.key() {
             self.slots.resize_with(conn.key() + 1, || None);
         }
@@ -508,7 +508,7 @@ mod tests {
 
     fn open(fake: &mut FakeCtx, service: &mut Broadcast) -> ConnId {
         let conn = fake.open();
-        service.on_open(&mut fake.ctx(), conn, PEER);
+        service.on_open(&mut fake.ctx(), conn, &PEER.into());
         conn
     }
 
