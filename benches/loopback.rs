@@ -114,7 +114,7 @@ fn start_daemon(extra: &[&str], pin: bool) -> Result<(Guard, String), String> {
     let addr = line
         .strip_prefix("framecast listening on ")
         .and_then(|rest| rest.split(' ').next())
-        .map(str::to_owned);
+        .map(|a| a.strip_prefix("tcp://").unwrap_or(a).to_owned());
     match addr {
         Some(addr) => Ok((guard, addr)),
         None => {

@@ -6,10 +6,9 @@
 //! `reactor/admin.rs` moves the bytes and bounds the connections.
 
 use std::fmt::Write as _;
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::reactor::{Gauges, Kind, Stats};
+use crate::reactor::{Gauges, Kind, Peer, Stats};
 use crate::service::Report;
 
 /// The largest request head accepted, in bytes; a longer one is answered 431 and the
@@ -28,8 +27,8 @@ pub const MAX_CONNZ_LIMIT: usize = 1000;
 pub struct ConnRow {
     /// The connection's serial number (as the log's `#N`).
     pub id: u64,
-    /// The peer's address.
-    pub peer: SocketAddr,
+    /// Where it comes from: an address, or a Unix socket's path.
+    pub peer: Peer,
     /// Time since it was accepted.
     pub age: Duration,
     /// Complete frames received from it.
@@ -286,11 +285,11 @@ fn connz(query: &str, reactor: &dyn Introspect) -> Result<String, String> {
         if i > 0 {
             out.push(',');
         }
+        let _ = write!(out, "{{\"id\":{},\"peer\":\"", row.id);
+        json_string(&row.peer.to_string(), &mut out);
         let _ = write!(
             out,
-            "{{\"id\":{},\"peer\":\"{}\",\"age_seconds\":{:.3},\"frames_in\":{},\"frames_out\":{},\"bytes_in\":{},\"bytes_out\":{},\"queued_bytes\":{},\"state\":\"{}\"}}",
-            row.id,
-            row.peer,
+            "\",\"age_seconds\":{:.3},\"frames_in\":{},\"frames_out\":{},\"bytes_in\":{},\"bytes_out\":{},\"queued_bytes\":{},\"state\":\"{}\"}}",
             row.age.as_secs_f64(),
             row.frames_in,
             row.frames_out,
@@ -414,7 +413,7 @@ mod tests {
         let conns = (1..=n)
             .map(|id| ConnRow {
                 id,
-                peer: ([127, 0, 0, 1], 40000 + id as u16).into(),
+                peer: Peer::Ip(([127, 0, 0, 1], 40000 + id as u16).into()),
                 age: Duration::from_millis(1500),
                 frames_in: 10,
                 frames_out: 10,
@@ -567,6 +566,21 @@ mod tests {
         assert!(capped.contains(&format!("\"limit\":{MAX_CONNZ_LIMIT},")));
         assert_eq!(answer(&get("/connz?limit=many"), &reactor).0, 400);
         assert_eq!(answer(&get("/connz?sort=age"), &reactor).0, 400);
+    }
+
+    #[test]
+    fn a_unix_peer_is_named_by_its_path_escaped_in_json() {
+        let mut reactor = fake(1);
+        reactor.conns[0].peer = Peer::Unix {
+            path: std::sync::Arc::from(std::path::Path::new("/tmp/a \"quoted\" dir/s.sock")),
+            pid: Some(42),
+        };
+        let (status, _, page) = answer(&get("/connz"), &reactor);
+        assert_eq!(status, 200);
+        assert!(
+            page.contains(r#""peer":"unix:/tmp/a \"quoted\" dir/s.sock[pid 42]","#),
+            "{page}"
+        );
     }
 
     #[test]

@@ -3,11 +3,13 @@
 //! Plain data; it knows nothing of sockets, services or the command line.
 
 use std::fmt;
-use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::access::AccessList;
 use crate::codec::{Framing, Oversize, MAX_FRAME_LIMIT};
+pub use crate::listen::{parse_listen, parse_socket_addrs, Listen};
 pub use crate::units::{
     parse_duration, parse_optional_duration, parse_size, ParseDurationError, ParseSizeError,
 };
@@ -33,14 +35,20 @@ pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// kernel counts it in whole seconds, so `--keepalive` is checked against both when
 /// parsed rather than failing on every accepted socket.
 pub const MAX_KEEPALIVE: Duration = Duration::from_secs(32767);
+/// Default number of UDP replies that may wait for room in the socket (1024, so at
+/// most 64 MiB of them at the largest datagram size).
+pub const DEFAULT_UDP_QUEUE: usize = 1024;
+/// Default time a TLS handshake may take (10 s): a real client needs a few round
+/// trips, a client that stalls it holds a connection for no more than this.
+pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default listen backlog: enough for connect bursts, as Redis and nginx use (511) and more.
 pub const DEFAULT_BACKLOG: u32 = 1024;
 
 /// Everything the reactor needs to run.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Addresses to listen on; at least one.
-    pub listen: Vec<SocketAddr>,
+    /// What to listen on (TCP, Unix, UDP, TLS, in any mix); at least one.
+    pub listen: Vec<Listen>,
     /// How the byte stream is cut into frames.
     pub framing: Framing,
     /// Largest payload a frame may declare or carry, in bytes.
@@ -76,6 +84,15 @@ pub struct Config {
     /// Before a policy close (slow consumer, oversize frame, a timeout, the connection
     /// limit, shutdown), queue one last frame saying why, in the connection's framing.
     pub goodbye: bool,
+    /// UDP replies that may wait for room in a socket's send buffer, per UDP
+    /// listener; past it replies are dropped and counted. At most this many times
+    /// 64 KiB.
+    pub udp_queue: usize,
+    /// The certificate and key for `tls://` listeners (and the CA for client
+    /// certificates); needed when there is one.
+    pub tls: Option<TlsFiles>,
+    /// A TLS handshake must complete within this time after accept.
+    pub tls_handshake_timeout: Duration,
     /// Addresses of the admin endpoint (HTTP: `/metrics`, `/stats`, `/healthz`,
     /// `/connz`), served in the same event loop but never by the service; none by
     /// default.
@@ -84,6 +101,18 @@ pub struct Config {
     /// workers of [`crate::workers`]) listen on the same address and the kernel
     /// spreads connections over them. Off for a single reactor.
     pub reuse_port: bool,
+}
+
+/// PEM files for `tls://` listeners, read when the reactor starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain, the server's own certificate first.
+    pub cert: PathBuf,
+    /// Its private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// With one: clients must present a certificate signed by a CA in this file
+    /// (mutual TLS).
+    pub client_ca: Option<PathBuf>,
 }
 
 /// A configuration that cannot work: which field, and why.
@@ -143,6 +172,27 @@ impl Config {
                 );
             }
         }
+        let tls_listener = self.listen.iter().find(|l| matches!(l, Listen::Tls(_)));
+        if let Some(listen) = tls_listener {
+            if !cfg!(feature = "tls") {
+                return fail(
+                    "listen",
+                    format!("{listen}: this build has no TLS (the `tls` feature is off)"),
+                );
+            }
+            if self.tls.is_none() {
+                return fail(
+                    "tls",
+                    format!("{listen} needs a certificate and a key (--tls-cert, --tls-key)"),
+                );
+            }
+            if self.splice {
+                return fail(
+                    "splice",
+                    format!("{listen}: TLS records must be decrypted, so they cannot be spliced"),
+                );
+            }
+        }
         if self.splice && self.framing != Framing::Raw {
             return fail(
                 "splice",
@@ -156,7 +206,7 @@ impl Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            listen: vec![SocketAddr::from(([127, 0, 0, 1], 7070))],
+            listen: vec![Listen::Tcp(SocketAddr::from(([127, 0, 0, 1], 7070)))],
             framing: Framing::default(),
             max_frame: DEFAULT_MAX_FRAME,
             max_output: DEFAULT_MAX_OUTPUT,
@@ -175,6 +225,9 @@ impl Default for Config {
             goodbye: false,
             admin: Vec::new(),
             reuse_port: false,
+            udp_queue: DEFAULT_UDP_QUEUE,
+            tls: None,
+            tls_handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
         }
     }
 }
@@ -195,39 +248,6 @@ pub fn parse_keepalive(text: &str) -> Result<Option<Duration>, String> {
         }
         _ => Ok(idle),
     }
-}
-
-/// Parses a listen address: `IP:PORT` (`[::1]:7070` for IPv6); `HOST:PORT`, which
-/// stands for every address the name resolves to (`localhost:7070` is usually
-/// 127.0.0.1 and ::1); or a bare `PORT`, on loopback like the default.
-///
-/// # Errors
-/// A message naming the problem: not an address, a name that does not resolve.
-pub fn parse_listen(text: &str) -> Result<Vec<SocketAddr>, String> {
-    if let Ok(addr) = text.parse::<SocketAddr>() {
-        return Ok(vec![addr]);
-    }
-    if let Ok(port) = text.parse::<u16>() {
-        return Ok(vec![(Ipv4Addr::LOCALHOST, port).into()]);
-    }
-    if !text.contains(':') {
-        return Err(format!(
-            "'{text}' is not HOST:PORT, IP:PORT or a port number"
-        ));
-    }
-    let mut addrs: Vec<SocketAddr> = Vec::new();
-    for addr in text
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve '{text}': {e}"))?
-    {
-        if !addrs.contains(&addr) {
-            addrs.push(addr);
-        }
-    }
-    if addrs.is_empty() {
-        return Err(format!("'{text}' resolves to no address"));
-    }
-    Ok(addrs)
 }
 
 #[cfg(test)]
@@ -293,31 +313,6 @@ mod tests {
         assert_eq!(parse_keepalive("32767s"), Ok(Some(MAX_KEEPALIVE)));
         for bad in ["500ms", "1500ms", "32768s", "10h", "soon"] {
             assert!(parse_keepalive(bad).is_err(), "{bad:?} should not parse");
-        }
-    }
-
-    #[test]
-    fn listen_addresses_are_ips_names_or_bare_ports() {
-        assert_eq!(
-            parse_listen("127.0.0.1:7070"),
-            Ok(vec![([127, 0, 0, 1], 7070).into()])
-        );
-        assert_eq!(
-            parse_listen("[::1]:0"),
-            Ok(vec!["[::1]:0".parse().unwrap()])
-        );
-        assert_eq!(
-            parse_listen("7070"),
-            Ok(vec![([127, 0, 0, 1], 7070).into()]),
-            "a bare port is loopback"
-        );
-        let local = parse_listen("localhost:7070").unwrap();
-        assert!(!local.is_empty());
-        assert!(local
-            .iter()
-            .all(|a| a.ip().is_loopback() && a.port() == 7070));
-        for bad in ["", "localhost", "127.0.0.1:99999", "no-such-host.invalid:1"] {
-            assert!(parse_listen(bad).is_err(), "{bad:?}");
         }
     }
 }

@@ -1,15 +1,17 @@
-//! framecast: a readiness-based TCP reactor (and the daemon built on it) that cuts byte
-//! streams into frames — however the kernel splits or merges them ("half" and
+//! framecast: a readiness-based reactor (and the daemon built on it) that cuts byte
+//! streams (TCP, Unix-domain sockets, TLS) into frames — however the kernel splits or merges them ("half" and
 //! "sticky" packets) — and hands each complete frame to a [`Service`].
 //!
 //! # Architecture
 //! Two halves with one seam between them:
 //! - **Moving bytes** is the [`Reactor`]'s: one thread, one `mio::Poll`, a slab of
-//!   entries (listeners, connections, a waker) whose keys are the tokens. It reads each
+//!   entries (listeners, connections, UDP sockets, a waker) whose keys are the tokens;
+//!   every stream is a [`reactor::Stream`], TCP, Unix or TLS alike. It reads each
 //!   connection until `WouldBlock`, cuts its input with the connection's [`Codec`],
 //!   writes output with vectored writes, keeps memory within [`Config`]'s caps
 //!   (backpressure, bodies pulled as the peer drains), runs the timers, survives
-//!   descriptor exhaustion and closes in two phases.
+//!   descriptor exhaustion and closes in two phases. UDP datagrams it echoes itself
+//!   (RFC 862): they have no stream to frame.
 //! - **Deciding what a frame means** is a [`Service`]'s: it is called with runs of
 //!   frames, opens, closes, drains and timers, and acts only through a [`Ctx`] (send,
 //!   close, pause, resume, set a timer, read the limits and counters). It never touches
@@ -26,6 +28,8 @@
 //!   [`reactor::Stats`].
 //! - [`service`]: the [`Service`] trait and the services: echo, broadcast, greeting.
 //! - [`config`]: [`Config`]: what to listen on and every limit, validated in one place.
+//! - [`listen`]: [`Listen`], the listener kinds and their address forms (`tcp://`,
+//!   `unix:`, `udp://`, `tls://`).
 //! - [`access`]: allow/deny lists of address blocks (pure).
 //! - [`admin`]: the admin endpoint's HTTP (`/metrics`, `/stats`, `/healthz`, `/connz`),
 //!   sans-IO; the reactor serves its connections, apart from the service's.
@@ -94,6 +98,7 @@ pub mod admin;
 pub mod codec;
 pub mod config;
 pub mod fd_limit;
+pub mod listen;
 pub mod proto;
 pub mod reactor;
 pub mod service;
@@ -103,5 +108,6 @@ pub mod workers;
 pub use codec::Framing;
 pub use codec::{Codec, Decoder, Encoder, FrameError};
 pub use config::Config;
+pub use listen::Listen;
 pub use reactor::{Ctx, Handle, Reactor, StartError, Stopped};
 pub use service::Service;

@@ -23,6 +23,7 @@ use std::thread;
 use log::{error, info};
 
 use crate::config::{Config, ConfigError};
+use crate::listen::Listen;
 use crate::reactor::{Notifier, StartError, StatsBoard, Stopped};
 use crate::{Handle, Reactor, Service};
 
@@ -96,15 +97,30 @@ impl<S: Service + Send + 'static> Workers<S> {
                 ),
             }));
         }
+        // Each IP address once without SO_REUSEPORT, so one in use is refused (and a
+        // port 0 becomes the port every worker binds). A Unix socket cannot be shared
+        // that way: worker 0 alone listens on it (rooms span workers all the same).
         let mut listen = Vec::with_capacity(config.listen.len());
-        for &addr in &config.listen {
-            let probe = std::net::TcpListener::bind(addr)
-                .map_err(|source| StartError::Bind { addr, source })?;
-            listen.push(
-                probe
-                    .local_addr()
-                    .map_err(|source| StartError::Bind { addr, source })?,
-            );
+        for wanted in &config.listen {
+            let bind_error = |source| StartError::Bind {
+                addr: wanted.clone(),
+                source,
+            };
+            listen.push(match wanted {
+                Listen::Tcp(addr) | Listen::Tls(addr) => {
+                    let probe = std::net::TcpListener::bind(addr).map_err(bind_error)?;
+                    let real = probe.local_addr().map_err(bind_error)?;
+                    match wanted {
+                        Listen::Tls(_) => Listen::Tls(real),
+                        _ => Listen::Tcp(real),
+                    }
+                }
+                Listen::Udp(addr) => {
+                    let probe = std::net::UdpSocket::bind(addr).map_err(bind_error)?;
+                    Listen::Udp(probe.local_addr().map_err(bind_error)?)
+                }
+                Listen::Unix(path) => Listen::Unix(path.clone()),
+            });
         }
         let board = StatsBoard::new(workers);
         let mut reactors = Vec::with_capacity(workers);
@@ -115,6 +131,7 @@ impl<S: Service + Send + 'static> Workers<S> {
             mine.max_connections = share(config.max_connections, workers, index);
             if index > 0 {
                 mine.admin = Vec::new();
+                mine.listen.retain(|l| !matches!(l, Listen::Unix(_)));
             }
             let mut reactor = Reactor::bind(mine, make(index))?;
             reactor.share_stats(Arc::clone(&board), index);
@@ -123,7 +140,16 @@ impl<S: Service + Send + 'static> Workers<S> {
         Ok(Workers { reactors, board })
     }
 
-    /// The bound addresses (every worker's are the same).
+    /// Every listener with its kind and real address (worker 0's: the others have
+    /// the same, less the Unix sockets only worker 0 serves).
+    pub fn listening(&self) -> Vec<Listen> {
+        self.reactors
+            .first()
+            .map(Reactor::listening)
+            .unwrap_or_default()
+    }
+
+    /// The bound IP addresses (every worker's are the same).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.reactors
             .first()

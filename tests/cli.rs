@@ -55,7 +55,7 @@ fn busy_port_exits_1_naming_the_address() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains(&format!("cannot listen on {addr}")),
+        stderr.contains(&format!("cannot listen on tcp://{addr}")),
         "{stderr}"
     );
     assert!(stderr.contains("in use"), "{stderr}");

@@ -191,11 +191,33 @@ impl FromStr for SizeRange {
     }
 }
 
+/// How the bench reaches the server.
+#[derive(Debug, Clone)]
+pub enum Transport {
+    /// TCP to `BenchConfig::target`.
+    Tcp,
+    /// A Unix-domain stream socket at this path (`target` is unused).
+    Unix(std::path::PathBuf),
+    /// TLS over TCP to `target`, verifying the server as `name` with `config` (or not
+    /// at all with `--insecure`); each handshake is done while connecting, before the
+    /// clock starts.
+    Tls {
+        /// The client's session settings.
+        config: std::sync::Arc<rustls::ClientConfig>,
+        /// The name the server's certificate must carry.
+        name: String,
+    },
+    /// UDP datagrams to `target`, one message each (see `udp`).
+    Udp,
+}
+
 /// Everything one benchmark run needs.
 #[derive(Debug, Clone)]
 pub struct BenchConfig {
-    /// The server to load.
+    /// The server to load (its IP address; unused for a Unix socket).
     pub target: SocketAddr,
+    /// How it is reached.
+    pub transport: Transport,
     /// How frames are delimited on the wire; `raw` sends fixed-size messages unframed.
     pub framing: Framing,
     /// Echo or broadcast, with the connection counts.
@@ -232,6 +254,7 @@ impl BenchConfig {
     pub fn new(target: SocketAddr) -> BenchConfig {
         BenchConfig {
             target,
+            transport: Transport::Tcp,
             framing: Framing::default(),
             scenario: Scenario::Echo { connections: 50 },
             load: Load::Closed { depth: 1 },
@@ -245,6 +268,17 @@ impl BenchConfig {
             sources: Vec::new(),
             strict: false,
             room: None,
+        }
+    }
+
+    /// The target as the command line names it: `HOST:PORT` for TCP (as before),
+    /// `unix:PATH`, `tls://HOST:PORT`, `udp://HOST:PORT`.
+    pub fn target_name(&self) -> String {
+        match &self.transport {
+            Transport::Tcp => self.target.to_string(),
+            Transport::Unix(path) => format!("unix:{}", path.display()),
+            Transport::Tls { .. } => format!("tls://{}", self.target),
+            Transport::Udp => format!("udp://{}", self.target),
         }
     }
 
@@ -381,6 +415,13 @@ impl BenchConfig {
             }
         }
         check_count("--threads", self.threads, 1024)?;
+        if !self.sources.is_empty() && matches!(self.transport, Transport::Unix(_)) {
+            return Err(ConfigError::OutOfRange {
+                flag: "--source",
+                value: self.target_name(),
+                why: "a Unix socket has no source address".into(),
+            });
+        }
         if let Some(wrong) = self
             .sources
             .iter()

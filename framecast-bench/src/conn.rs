@@ -5,7 +5,7 @@
 use std::io::{self, Read, Write};
 
 use bytes::{Buf, BytesMut};
-use mio::net::TcpStream;
+use framecast::reactor::Stream;
 use mio::{Interest, Registry, Token};
 
 use super::payload::Header;
@@ -64,7 +64,7 @@ pub enum Closed {
 /// One connection.
 pub struct Conn {
     /// The socket, non-blocking, `TCP_NODELAY`.
-    pub stream: TcpStream,
+    pub stream: Stream,
     /// Its token: its index in the worker's connection list.
     pub token: Token,
     /// Its id in payloads: unique across the run's threads.
@@ -105,7 +105,7 @@ pub struct Conn {
 
 impl Conn {
     /// A connection with id `id` and role `role` over a connected `stream`.
-    pub fn new(stream: TcpStream, token: Token, id: u32, role: Role, plan: &Plan) -> Conn {
+    pub fn new(stream: Stream, token: Token, id: u32, role: Role, plan: &Plan) -> Conn {
         let sources = match role {
             Role::Echo => Vec::new(),
             // Subscribers connect before any publisher, so a server that accepts in
@@ -250,7 +250,9 @@ impl Conn {
                 Err(e) => return Err(e),
             }
         }
-        let wants_write = !self.out.is_empty();
+        // TLS: records the socket did not take yet are output too.
+        self.stream.send_pending()?;
+        let wants_write = !self.out.is_empty() || self.stream.wants_write();
         if wants_write != self.wants_write {
             let interest = if wants_write {
                 Interest::READABLE | Interest::WRITABLE
@@ -300,7 +302,9 @@ impl Conn {
                     };
                     return ReadEnd::Closed(Closed::ByServer(why));
                 }
-                Ok((n, room)) if n < room && !self.read_closed => {
+                Ok((n, room))
+                    if n < room && !self.read_closed && self.stream.short_read_drains() =>
+                {
                     // Edge-triggered readiness: a short read emptied the socket, and
                     // anything arriving later raises a new event (tokio relies on the
                     // same), so the WouldBlock read is not worth a syscall. Not so when
@@ -544,7 +548,7 @@ fn offset_of(inner: &[u8], outer: &[u8]) -> usize {
 }
 
 /// One `read` call, retried on `Interrupted`.
-fn read_some(stream: &mut TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+fn read_some(stream: &mut Stream, buf: &mut [u8]) -> io::Result<usize> {
     loop {
         match stream.read(buf) {
             Err(e) if interrupted(&e) => {}

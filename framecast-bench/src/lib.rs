@@ -47,6 +47,7 @@ pub mod report;
 pub mod server_stats;
 pub mod stats;
 pub mod track;
+pub mod udp;
 mod worker;
 
 use std::fmt;
@@ -57,7 +58,9 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use config::Transport;
 use framecast::fd_limit::FdLimit;
+use framecast::reactor::{Stream, TlsStream};
 use mio::{Poll, Token, Waker};
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -97,8 +100,8 @@ pub enum RunError {
     Config(ConfigError),
     /// A connection could not be established.
     Connect {
-        /// The target.
-        addr: SocketAddr,
+        /// The target, as named on the command line.
+        addr: String,
         /// Connections established before this one.
         established: usize,
         /// Time spent connecting until the failure.
@@ -229,13 +232,7 @@ pub fn run(
     for (id, role, stream) in streams {
         let t = id as usize % threads;
         let token = Token(shares[t].len());
-        let mut conn = Conn::new(
-            mio::net::TcpStream::from_std(stream),
-            token,
-            id,
-            role,
-            &plan,
-        );
+        let mut conn = Conn::new(stream, token, id, role, &plan);
         if let Load::Open { rate } = config.load {
             // Sender `k` of `senders` sends every `senders / rate` s, offset by
             // `k / rate` s, so the frames of all senders together are evenly spaced.
@@ -485,8 +482,43 @@ fn connect_hint(e: &io::Error) -> String {
     }
 }
 
-/// Connects one socket to `target`, from `source` if given.
-fn connect_one(target: SocketAddr, source: Option<IpAddr>) -> io::Result<StdTcpStream> {
+/// Connects one stream to the target by its transport, from `source` if given (TCP
+/// and TLS), non-blocking; a TLS session has done its handshake.
+fn connect_one(config: &BenchConfig, source: Option<IpAddr>) -> io::Result<Stream> {
+    let target = config.target;
+    match &config.transport {
+        Transport::Unix(path) => {
+            let stream = std::os::unix::net::UnixStream::connect(path)?;
+            stream.set_nonblocking(true)?;
+            Ok(Stream::Unix(mio::net::UnixStream::from_std(stream)))
+        }
+        Transport::Tls { config, name } => {
+            let mut tcp = connect_tcp(target, source)?;
+            let name = rustls::pki_types::ServerName::try_from(name.clone())
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            let mut tls = rustls::ClientConnection::new(std::sync::Arc::clone(config), name)
+                .map_err(io::Error::other)?;
+            // Blocking, bounded: the handshake is part of connecting, not of the run.
+            tcp.set_nonblocking(false)?;
+            tcp.set_read_timeout(Some(CONNECT_TIMEOUT))?;
+            tcp.set_write_timeout(Some(CONNECT_TIMEOUT))?;
+            while tls.is_handshaking() {
+                tls.complete_io(&mut tcp)?;
+            }
+            tcp.set_read_timeout(None)?;
+            tcp.set_write_timeout(None)?;
+            tcp.set_nonblocking(true)?;
+            let stream = TlsStream::new(mio::net::TcpStream::from_std(tcp), tls);
+            Ok(Stream::Tls(Box::new(stream)))
+        }
+        Transport::Tcp | Transport::Udp => Ok(Stream::Tcp(mio::net::TcpStream::from_std(
+            connect_tcp(target, source)?,
+        ))),
+    }
+}
+
+/// Connects one TCP socket to `target`, from `source` if given.
+fn connect_tcp(target: SocketAddr, source: Option<IpAddr>) -> io::Result<StdTcpStream> {
     let stream = match source {
         None => StdTcpStream::connect_timeout(&target, CONNECT_TIMEOUT)?,
         Some(ip) => {
@@ -507,7 +539,7 @@ fn connect_one(target: SocketAddr, source: Option<IpAddr>) -> io::Result<StdTcpS
 
 /// Sends the frame that joins `room` on a new connection, before the run: a few bytes
 /// into an empty socket buffer, so one write takes them.
-fn join(mut stream: &StdTcpStream, framing: Framing, room: &[u8]) -> io::Result<()> {
+fn join(stream: &mut Stream, framing: Framing, room: &[u8]) -> io::Result<()> {
     use framecast::Encoder;
     use std::io::Write;
     let mut frame = bytes::BytesMut::new();
@@ -526,7 +558,7 @@ fn join(mut stream: &StdTcpStream, framing: Framing, room: &[u8]) -> io::Result<
 }
 
 /// A connection established: its id, its role, its socket.
-type Connected = (u32, Role, StdTcpStream);
+type Connected = (u32, Role, Stream);
 
 /// Opens every connection, in the order the scenario needs, at the connect rate, from
 /// the source addresses in turn; returns them and how long it took.
@@ -572,15 +604,15 @@ fn connect_all(
             return Err(RunError::Interrupted { established: n });
         }
         let source = (!config.sources.is_empty()).then(|| config.sources[n % config.sources.len()]);
-        let stream = connect_one(config.target, source).map_err(|source| RunError::Connect {
-            addr: config.target,
+        let mut stream = connect_one(config, source).map_err(|source| RunError::Connect {
+            addr: config.target_name(),
             established: n,
             after: started.elapsed(),
             source,
         })?;
         if let Some(room) = &config.room {
-            join(&stream, config.framing, room).map_err(|source| RunError::Connect {
-                addr: config.target,
+            join(&mut stream, config.framing, room).map_err(|source| RunError::Connect {
+                addr: config.target_name(),
                 established: n,
                 after: started.elapsed(),
                 source,

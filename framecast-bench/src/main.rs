@@ -21,6 +21,7 @@ use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
 use framecast::codec::Framing;
 use framecast_bench::chaos::{ChaosConfig, ChaosStatus};
+use framecast_bench::config::Transport;
 use framecast_bench::{self as bench, config, BenchConfig, Load, Scenario, SizeRange, Status};
 
 /// A load generator for framecast and any server speaking the same framing: event
@@ -29,7 +30,9 @@ use framecast_bench::{self as bench, config, BenchConfig, Load, Scenario, SizeRa
 #[derive(Debug, Parser)]
 #[command(name = "framecast-bench", version, max_term_width = 100)]
 struct Args {
-    /// The server to load: HOST:PORT, or a bare PORT on 127.0.0.1.
+    /// The server to load: [tcp://]HOST:PORT or a bare PORT on 127.0.0.1, unix:PATH,
+    /// tls://HOST:PORT (with --tls-ca or --insecure) or udp://HOST:PORT (UDP echo: each
+    /// message a datagram; lost datagrams are counted, not errors).
     #[arg(value_name = "ADDR", default_value = config::DEFAULT_TARGET)]
     target: String,
 
@@ -131,6 +134,16 @@ struct Args {
     /// Exit 3 also when the open loop falls short of --rate by more than 1%.
     #[arg(long)]
     strict: bool,
+
+    /// tls:// targets: trust the CA certificates in this PEM file (the server's
+    /// certificate must name the target's host).
+    #[arg(long, value_name = "PEM", conflicts_with = "insecure")]
+    tls_ca: Option<std::path::PathBuf>,
+
+    /// tls:// targets: do not verify the server's certificate at all (benchmarks
+    /// against a self-signed certificate; never for real traffic).
+    #[arg(long)]
+    insecure: bool,
 }
 
 /// The scenarios, by name.
@@ -263,12 +276,53 @@ impl Args {
     /// Checks what the parser cannot check field by field.
     fn into_config(self) -> Result<Parsed, clap::Error> {
         let invalid = |msg: String| Args::command().error(ErrorKind::ValueValidation, msg);
-        let target = resolve(&self.target).map_err(|why| {
+        let bad_target = |why: String| {
             invalid(format!(
                 "invalid value '{}' for '[ADDR]': {why}",
                 self.target
             ))
-        })?;
+        };
+        let (target, transport) = match self.target.split_once("://") {
+            _ if self.target.starts_with("unix:") => {
+                let path = &self.target["unix:".len()..];
+                if path.is_empty() {
+                    return Err(bad_target("unix: needs a path".into()));
+                }
+                (([0, 0, 0, 0], 0).into(), Transport::Unix(path.into()))
+            }
+            Some(("tcp", rest)) => (resolve(rest).map_err(bad_target)?, Transport::Tcp),
+            Some(("udp", rest)) => (resolve(rest).map_err(bad_target)?, Transport::Udp),
+            Some(("tls", rest)) => {
+                let addr = resolve(rest).map_err(bad_target)?;
+                let host = rest.rsplit_once(':').map_or(rest, |(h, _)| h);
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                let name = if host.is_empty() || host.parse::<u16>().is_ok() {
+                    "127.0.0.1".to_owned()
+                } else {
+                    host.to_owned()
+                };
+                if self.tls_ca.is_none() && !self.insecure {
+                    return Err(bad_target(
+                        "a tls:// target needs --tls-ca PEM (or --insecure)".into(),
+                    ));
+                }
+                let config = framecast::reactor::client_config(self.tls_ca.as_deref())
+                    .map_err(|e| invalid(format!("invalid value for '--tls-ca': {e}")))?;
+                (addr, Transport::Tls { config, name })
+            }
+            Some((scheme, _)) => {
+                return Err(bad_target(format!(
+                    "unknown scheme '{scheme}://' (expected tcp://, tls://, udp:// or unix:)"
+                )))
+            }
+            None => (resolve(&self.target).map_err(bad_target)?, Transport::Tcp),
+        };
+        if self.tls_ca.is_some() && !matches!(transport, Transport::Tls { .. }) {
+            return Err(invalid("'--tls-ca' needs a tls:// target".into()));
+        }
+        if self.scenario == ScenarioName::Chaos && !matches!(transport, Transport::Tcp) {
+            return Err(invalid("'--scenario chaos' needs a TCP target".into()));
+        }
         let size = self.size.unwrap_or(match self.framing {
             Framing::Fixed(n) => SizeRange::fixed(n),
             _ => SizeRange::fixed(config::DEFAULT_SIZE),
@@ -288,6 +342,7 @@ impl Args {
         };
         let config = BenchConfig {
             target,
+            transport,
             framing: self.framing,
             scenario,
             load,
@@ -303,6 +358,9 @@ impl Args {
             room: self.room.map(String::into_bytes),
         };
         config.validate().map_err(|e| invalid(e.to_string()))?;
+        if matches!(config.transport, Transport::Udp) {
+            bench::udp::validate(&config).map_err(invalid)?;
+        }
         if let Some(pid) = config.server_pid {
             // Found out now, not as a silent "n/a" in the summary after the run.
             bench::cpu::process_time(Some(pid)).map_err(|e| {
@@ -378,6 +436,9 @@ fn main() -> ExitCode {
     if let Some(chaos) = chaos {
         return run_chaos(&config, &chaos, json, &mut progress, &interrupt);
     }
+    if matches!(config.transport, Transport::Udp) {
+        return run_udp(&config, json, &interrupt);
+    }
     let report = match bench::run(&config, &mut progress, &interrupt) {
         Ok(report) => report,
         Err(e) => return run_failed(&e),
@@ -427,6 +488,37 @@ fn run_failed(e: &bench::RunError) -> ExitCode {
     } else {
         ExitCode::from(1)
     }
+}
+
+/// Runs UDP echo and prints its report: 0 when every reply verified (lost datagrams
+/// are UDP's, not errors), 1 when nothing came back at all, 3 for corrupted replies.
+fn run_udp(config: &BenchConfig, json: bool, interrupt: &AtomicBool) -> ExitCode {
+    let report = match bench::udp::run(config, interrupt) {
+        Ok(report) => report,
+        Err(e) => return run_failed(&e),
+    };
+    let text = if json { report.json() } else { report.text() };
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{}", text.trim_end());
+    let _ = stdout.flush();
+    if report.corrupted > 0 {
+        eprintln!(
+            "framecast-bench: {} corrupted or unexpected replies",
+            report.corrupted
+        );
+        return ExitCode::from(3);
+    }
+    if report.echoed == 0 && report.sent > 0 {
+        eprintln!(
+            "framecast-bench: no datagram came back: is a UDP echo server listening on {}?",
+            report.target
+        );
+        return ExitCode::from(1);
+    }
+    if report.interrupted {
+        return ExitCode::from(INTERRUPTED);
+    }
+    ExitCode::SUCCESS
 }
 
 /// Exit code of a chaos run whose verified traffic was clean but whose server's peak

@@ -195,7 +195,7 @@ impl Report {
         let _ = writeln!(
             out,
             "framecast-bench: {} {who}, {} framing, {}-byte payloads, {load}, {threads} thread{}",
-            c.target,
+            c.target_name(),
             c.framing,
             c.size,
             plural(threads)
@@ -413,7 +413,7 @@ impl Report {
                 "\"hint\":{},\"interrupted\":{},\"interrupted_in_warmup\":{},\"aborted\":{}}}"
             ),
             c.scenario.name(),
-            c.target,
+            c.target_name(),
             c.framing,
             c.size.min,
             c.size.max,

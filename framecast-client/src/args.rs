@@ -26,8 +26,9 @@ Exit codes:
 #[derive(Debug, Parser)]
 #[command(name = "framecast-client", version, after_help = EXIT_CODES)]
 pub struct Args {
-    /// Where the daemon listens: HOST:PORT, IP:PORT, a port on loopback, or
-    /// tcp://HOST:PORT
+    /// Where the daemon listens: HOST:PORT, IP:PORT, a port on loopback, tcp://HOST:PORT,
+    /// unix:PATH, tls://HOST:PORT (with --tls-ca or --insecure) or udp://HOST:PORT
+    /// (each line one datagram, no framing)
     #[arg(value_name = "ADDR", default_value = DEFAULT_LISTEN, value_parser = parse_target)]
     pub addr: Target,
 
@@ -71,6 +72,14 @@ pub struct Args {
     // Written as the daemon's `--help` writes its default (a test holds them equal).
     #[arg(long, value_name = "SIZE", default_value = "8MiB", value_parser = parse_size)]
     pub max_frame: usize,
+
+    /// tls:// targets: trust the CA certificates in this PEM file
+    #[arg(long, value_name = "PEM", conflicts_with = "insecure")]
+    pub tls_ca: Option<PathBuf>,
+
+    /// tls:// targets: do not verify the server's certificate (testing only)
+    #[arg(long)]
+    pub insecure: bool,
 }
 
 impl Args {
@@ -112,7 +121,8 @@ mod tests {
             &["framecast-client", "--framing", "u24"][..],
             &["framecast-client", "--wait", "5"],
             &["framecast-client", "--count", "0"],
-            &["framecast-client", "unix:/tmp/x"],
+            &["framecast-client", "unix:"],
+            &["framecast-client", "http://x:1"],
             &["framecast-client", "--no-verify"],
         ] {
             let error = Args::try_parse_from(argv).unwrap_err();

@@ -3,8 +3,9 @@
 //!
 //! # Layout
 //! - [`args`]: the command line ([`Args`]), checked by clap (exit code 2).
-//! - [`target`]: the address forms (`HOST:PORT`, a port, `tcp://`; later transports
-//!   refused by name).
+//! - [`target`]: the address forms (`HOST:PORT`, a port, `tcp://`, `unix:`, `tls://`,
+//!   `udp://`).
+//! - [`datagram`]: the UDP run: lines as datagrams, datagrams as lines.
 //! - [`session`]: the mio loop over the socket and the stdin thread's waker.
 //! - [`input`]: the stdin thread, line by line, through a bounded channel.
 //! - [`recv`]: received bytes cut into frames with the library's codecs, large frames
@@ -18,6 +19,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod args;
+pub mod datagram;
 pub mod failure;
 pub mod input;
 pub mod recv;

@@ -7,7 +7,7 @@
 //! `--wait` after our half-close running out, `--timeout`, or a failure.
 
 use std::io::{self, IsTerminal, Read, Write};
-use std::net::{Shutdown, TcpStream as StdTcpStream};
+use std::net::TcpStream as StdTcpStream;
 use std::path::PathBuf;
 use std::sync::mpsc::{self, TryRecvError};
 use std::sync::Arc;
@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use framecast::codec::{Codec, Framing, MAX_FRAME_LIMIT};
+use framecast::reactor::{Stream, TlsStream};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::args::Args;
@@ -63,7 +63,10 @@ pub fn run(args: &Args) -> Result<(), Failure> {
         Some(path) if !args.no_verify => Some(EchoCheck::open(path, args.framing)?),
         _ => None,
     };
-    let stream = connect(&args.addr, deadline)?;
+    if let Target::Udp { .. } = &args.addr {
+        return crate::datagram::run(args, deadline);
+    }
+    let stream = connect(args, deadline)?;
     let poll = Poll::new().map_err(|e| Failure::Local(format!("cannot poll: {e}")))?;
     let (input, waker) = if args.is_scripted() {
         (None, None)
@@ -108,9 +111,103 @@ pub fn run(args: &Args) -> Result<(), Failure> {
     .run()
 }
 
-/// Connects to the first address of `target` that answers.
-fn connect(target: &Target, deadline: Option<(Instant, Duration)>) -> Result<TcpStream, Failure> {
-    let Target::Tcp { addrs, .. } = target;
+/// Connects to the target in `args`: a Unix socket, or the first address that answers
+/// (over TLS, with the handshake done).
+fn connect(args: &Args, deadline: Option<(Instant, Duration)>) -> Result<Stream, Failure> {
+    let target = &args.addr;
+    let (addrs, tls) = match target {
+        Target::Tcp { addrs, .. } => (addrs, None),
+        Target::Tls { addrs, host, .. } => (addrs, Some(host)),
+        Target::Unix { path } => {
+            let stream = std::os::unix::net::UnixStream::connect(path).map_err(|error| {
+                Failure::Unreachable {
+                    target: target.to_string(),
+                    error,
+                }
+            })?;
+            stream
+                .set_nonblocking(true)
+                .map_err(|e| Failure::Local(format!("socket: {}", describe(&e))))?;
+            return Ok(Stream::Unix(mio::net::UnixStream::from_std(stream)));
+        }
+        Target::Udp { .. } => {
+            return Err(Failure::Usage("UDP has no connection".into()));
+        }
+    };
+    let Some(host) = tls else {
+        let tcp = connect_tcp(target, addrs, deadline)?;
+        return Ok(Stream::Tcp(mio::net::TcpStream::from_std(tcp)));
+    };
+    let config = tls_config(args)?;
+    let tcp = connect_tcp(target, addrs, deadline)?;
+    handshake(args, config, tcp, host, deadline)
+}
+
+/// The TLS client settings the flags ask for: `--tls-ca`, or `--insecure`.
+fn tls_config(args: &Args) -> Result<Arc<rustls::ClientConfig>, Failure> {
+    let ca = match (&args.tls_ca, args.insecure) {
+        (Some(ca), _) => Some(ca.as_path()),
+        (None, true) => None,
+        (None, false) => {
+            return Err(Failure::Usage(
+                "a tls:// target needs --tls-ca PEM (or --insecure)".into(),
+            ))
+        }
+    };
+    framecast::reactor::client_config(ca).map_err(|e| Failure::Local(format!("--tls-ca {e}")))
+}
+
+/// Does the TLS handshake on `tcp`, blocking for at most the time left, then hands the
+/// session on non-blocking.
+fn handshake(
+    args: &Args,
+    config: Arc<rustls::ClientConfig>,
+    mut tcp: StdTcpStream,
+    host: &str,
+    deadline: Option<(Instant, Duration)>,
+) -> Result<Stream, Failure> {
+    let name = rustls::pki_types::ServerName::try_from(host.to_owned())
+        .map_err(|e| Failure::Usage(format!("'{host}' is not a server name: {e}")))?;
+    let mut tls = rustls::ClientConnection::new(config, name)
+        .map_err(|e| Failure::Local(format!("TLS: {e}")))?;
+    let socket = |e: io::Error| Failure::Local(format!("socket: {}", describe(&e)));
+    let limit = match deadline {
+        Some((at, _)) => at
+            .saturating_duration_since(Instant::now())
+            .min(CONNECT_TIMEOUT),
+        None => CONNECT_TIMEOUT,
+    };
+    tcp.set_nonblocking(false).map_err(socket)?;
+    tcp.set_read_timeout(Some(limit.max(Duration::from_millis(1))))
+        .map_err(socket)?;
+    tcp.set_write_timeout(Some(limit.max(Duration::from_millis(1))))
+        .map_err(socket)?;
+    while tls.is_handshaking() {
+        if let Err(error) = tls.complete_io(&mut tcp) {
+            if let Some((at, limit)) = deadline {
+                if Instant::now() >= at {
+                    return Err(Failure::TimedOut(limit));
+                }
+            }
+            return Err(Failure::Unreachable {
+                target: args.addr.to_string(),
+                error: io::Error::new(error.kind(), format!("TLS handshake: {error}")),
+            });
+        }
+    }
+    tcp.set_read_timeout(None).map_err(socket)?;
+    tcp.set_write_timeout(None).map_err(socket)?;
+    tcp.set_nonblocking(true).map_err(socket)?;
+    let stream = TlsStream::new(mio::net::TcpStream::from_std(tcp), tls);
+    Ok(Stream::Tls(Box::new(stream)))
+}
+
+/// Connects to the first of `addrs` that answers, non-blocking.
+fn connect_tcp(
+    target: &Target,
+    addrs: &[std::net::SocketAddr],
+    deadline: Option<(Instant, Duration)>,
+) -> Result<StdTcpStream, Failure> {
     let mut last = None;
     for addr in addrs {
         let limit = match deadline {
@@ -127,7 +224,7 @@ fn connect(target: &Target, deadline: Option<(Instant, Duration)>) -> Result<Tcp
                 stream
                     .set_nonblocking(true)
                     .map_err(|e| Failure::Local(format!("socket: {}", describe(&e))))?;
-                return Ok(TcpStream::from_std(stream));
+                return Ok(stream);
             }
             Err(error) => {
                 if let Some((at, limit)) = deadline {
@@ -193,7 +290,7 @@ struct Session {
     /// unread (the last lines and the end of input).
     _waker: Option<Arc<Waker>>,
     /// The connection.
-    stream: TcpStream,
+    stream: Stream,
     /// What the socket is registered for (`None`: not yet), derived from the state.
     interest: Option<Interest>,
     /// Encoded frames not yet written.
@@ -320,8 +417,15 @@ impl Session {
                 Err(e) => return Err(Failure::io("sending", &e)),
             }
         }
+        // TLS records the socket has not taken yet go first.
+        self.stream
+            .send_pending()
+            .map_err(|e| Failure::io("sending", &e))?;
+        if self.stream.wants_write() {
+            return Ok(());
+        }
         if !self.write_shut && self.input.is_none() {
-            match self.stream.shutdown(Shutdown::Write) {
+            match self.stream.shutdown_write() {
                 Ok(()) => {}
                 // The server has gone already; its close is read next.
                 Err(e) if e.kind() == io::ErrorKind::NotConnected => {}
@@ -360,7 +464,7 @@ impl Session {
     /// Registers the socket for what the state needs: always readable, writable only
     /// while something waits to be sent.
     fn update_interest(&mut self) -> Result<(), Failure> {
-        let wanted = if self.out.is_empty() && self.file.is_none() {
+        let wanted = if self.out.is_empty() && self.file.is_none() && !self.stream.wants_write() {
             Interest::READABLE
         } else {
             Interest::READABLE | Interest::WRITABLE

@@ -1,10 +1,10 @@
 //! Where to connect: the address forms of the command line, parsed once into a
-//! [`Target`]. Today only TCP; `unix:PATH`, `tls://` and `udp://` are recognised and
-//! refused with a message, so the transports issue adds a variant and a connector
-//! without touching the parsing of the others.
+//! [`Target`]: TCP (`HOST:PORT`, a port, `tcp://`), `unix:PATH`, `tls://HOST:PORT` and
+//! `udp://HOST:PORT`, the forms the daemon's `--listen` takes.
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 /// A place to connect to, as named on the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,49 +17,82 @@ pub enum Target {
         /// The addresses it resolves to, never empty.
         addrs: Vec<SocketAddr>,
     },
+    /// A Unix-domain stream socket.
+    Unix {
+        /// Its path.
+        path: PathBuf,
+    },
+    /// TLS over TCP (`tls://HOST:PORT`): the server's certificate must name `host`
+    /// (checked against `--tls-ca`, unless `--insecure`).
+    Tls {
+        /// The text as given (without `tls://`), for messages.
+        name: String,
+        /// The host part, the name the certificate must carry.
+        host: String,
+        /// The addresses it resolves to, never empty.
+        addrs: Vec<SocketAddr>,
+    },
+    /// UDP (`udp://HOST:PORT`): each line or `--send` is one datagram, each datagram
+    /// received is shown on a line of its own; no framing.
+    Udp {
+        /// The text as given (without `udp://`), for messages.
+        name: String,
+        /// The first address it resolves to.
+        addr: SocketAddr,
+    },
 }
 
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Target::Tcp { name, .. } => f.write_str(name),
+            Target::Unix { path } => write!(f, "unix:{}", path.display()),
+            Target::Tls { name, .. } => write!(f, "tls://{name}"),
+            Target::Udp { name, .. } => write!(f, "udp://{name}"),
         }
     }
 }
 
-/// Address forms that are known but come with a later transport.
-const NOT_YET: [(&str, &str); 3] = [
-    ("unix:", "Unix-domain socket"),
-    ("tls://", "TLS"),
-    ("udp://", "UDP"),
-];
-
 /// Parses an address as the client's command line takes it.
 ///
 /// # Errors
-/// A one-line message: an unknown scheme, a form that is not supported yet, or a name
-/// that does not resolve (see [`framecast::config::parse_listen`]).
+/// A one-line message: an unknown scheme, a missing path, or a name that does not
+/// resolve (see [`framecast::config::parse_socket_addrs`]).
 pub fn parse_target(text: &str) -> Result<Target, String> {
-    for (prefix, what) in NOT_YET {
-        if text.starts_with(prefix) {
+    if let Some(path) = text.strip_prefix("unix:") {
+        if path.is_empty() {
             return Err(format!(
-                "'{text}': {what} addresses ({prefix}...) are not supported yet; use HOST:PORT or a port for TCP"
+                "'{text}': unix: needs a path, e.g. unix:/tmp/framecast.sock"
             ));
         }
+        return Ok(Target::Unix { path: path.into() });
     }
-    let rest = match text.split_once("://") {
-        Some(("tcp", rest)) => rest,
+    let (scheme, rest) = match text.split_once("://") {
+        Some((scheme @ ("tcp" | "tls" | "udp"), rest)) => (scheme, rest),
         Some((scheme, _)) => {
             return Err(format!(
-                "'{text}': unknown scheme '{scheme}://' (expected HOST:PORT, a port or tcp://HOST:PORT)"
+                "'{text}': unknown scheme '{scheme}://' (expected HOST:PORT, a port, tcp://, tls://, udp:// or unix:PATH)"
             ))
         }
-        None => text,
+        None => ("tcp", text),
     };
-    let addrs = framecast::config::parse_listen(rest)?;
-    Ok(Target::Tcp {
-        name: rest.to_owned(),
-        addrs,
+    let addrs = framecast::config::parse_socket_addrs(rest)?;
+    let name = rest.to_owned();
+    Ok(match scheme {
+        "tls" => {
+            let host = rest.rsplit_once(':').map_or("", |(h, _)| h);
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            let host = if host.is_empty() { "127.0.0.1" } else { host }.to_owned();
+            Target::Tls { name, host, addrs }
+        }
+        "udp" => Target::Udp {
+            addr: addrs
+                .first()
+                .copied()
+                .ok_or_else(|| format!("'{text}' resolves to no address"))?,
+            name,
+        },
+        _ => Target::Tcp { name, addrs },
     })
 }
 
@@ -70,6 +103,7 @@ mod tests {
     fn addrs(text: &str) -> Vec<SocketAddr> {
         match parse_target(text).unwrap() {
             Target::Tcp { addrs, .. } => addrs,
+            other => panic!("{other:?}"),
         }
     }
 
@@ -86,18 +120,26 @@ mod tests {
     }
 
     #[test]
-    fn refuses_later_transports_by_name() {
-        for (text, word) in [
-            ("unix:/tmp/s", "Unix"),
-            ("tls://example.org:443", "TLS"),
-            ("udp://127.0.0.1:9", "UDP"),
-        ] {
-            let error = parse_target(text).unwrap_err();
-            assert!(
-                error.contains(word) && error.contains("not supported yet"),
-                "{error}"
-            );
+    fn takes_unix_tls_and_udp() {
+        assert_eq!(
+            parse_target("unix:/tmp/s").unwrap(),
+            Target::Unix {
+                path: "/tmp/s".into()
+            }
+        );
+        match parse_target("tls://localhost:9").unwrap() {
+            Target::Tls { host, addrs, .. } => {
+                assert_eq!(host, "localhost");
+                assert!(!addrs.is_empty());
+            }
+            other => panic!("{other:?}"),
         }
+        match parse_target("udp://127.0.0.1:9").unwrap() {
+            Target::Udp { addr, .. } => assert_eq!(addr, "127.0.0.1:9".parse().unwrap()),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(parse_target("udp://9").unwrap().to_string(), "udp://9");
+        assert!(parse_target("unix:").is_err());
     }
 
     #[test]

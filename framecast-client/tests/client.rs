@@ -388,16 +388,62 @@ fn bad_flags_and_later_transports_are_usage_errors() {
         &["--wait", "soon"],
         &["--count", "0"],
         &["--bogus"],
-        &["unix:/tmp/framecast.sock"],
         &["tls://127.0.0.1:7070"],
-        &["udp://127.0.0.1:7070"],
+        &["unix:"],
         &["--framing", "line", "--send", "two\nlines"],
     ] {
         let out = run(args, b"");
         assert_eq!(out.code, Some(USAGE), "{args:?}: {out:?}");
     }
-    let out = run(&["unix:/tmp/framecast.sock"], b"");
-    assert!(out.stderr.contains("not supported yet"), "{}", out.stderr);
+    let out = run(&["tls://127.0.0.1:7070"], b"");
+    assert!(out.stderr.contains("--tls-ca"), "{}", out.stderr);
+}
+
+#[test]
+fn talks_to_unix_tls_and_udp_listeners() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "framecast-client-transports-{}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let socket = dir.join("echo.sock");
+    let _ = std::fs::remove_file(&socket);
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let unix = format!("unix:{}", socket.display());
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    let d = daemon(&[
+        "--listen",
+        &unix,
+        "--listen",
+        "tls://127.0.0.1:0",
+        "--listen",
+        "udp://127.0.0.1:0",
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &key,
+    ]);
+    let tls = format!("tls://localhost:{}", d.addrs[0].port());
+    let udp = format!("udp://{}", d.addrs[1]);
+    for args in [
+        vec![unix.as_str()],
+        vec![tls.as_str(), "--insecure"],
+        // The certificate is its own CA: verified against itself.
+        vec![tls.as_str(), "--tls-ca", cert.as_str()],
+        vec![udp.as_str()],
+    ] {
+        let mut args = args.clone();
+        args.extend(["--send", "one", "--send", "two"]);
+        let out = run(&args, b"");
+        assert_eq!(out.code, Some(0), "{args:?}: {out:?}");
+        assert_eq!(out.stdout, ["one", "two"], "{args:?}");
+    }
+    let out = run(&[&udp, "--count", "2"], b"typed\nlines\n");
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(out.stdout, ["typed", "lines"]);
 }
 
 #[test]

@@ -7,6 +7,7 @@
 use std::fmt;
 use std::io::Write;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::str::FromStr;
 use std::time::Duration;
@@ -16,12 +17,12 @@ use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser};
 use framecast::access::{AccessList, Cidr};
 use framecast::codec::{Codec, Encoder, Oversize};
-use framecast::config::{self, parse_duration, parse_optional_duration, parse_size};
+use framecast::config::{self, parse_duration, parse_optional_duration, parse_size, TlsFiles};
 use framecast::fd_limit::{self, FdLimit};
 use framecast::service::broadcast::BridgeConfig;
 use framecast::service::{broadcast, Broadcast, Echo, Greeting, SlowConsumer};
 use framecast::workers::{WorkerEnd, Workers};
-use framecast::{Config, Framing, Handle, Reactor, Service, Stopped};
+use framecast::{Config, Framing, Handle, Listen, Reactor, Service, Stopped};
 use log::{info, warn};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook::iterator::Signals;
@@ -68,15 +69,16 @@ const SIGNALS_HELP: &str = "Signals:
 #[derive(Debug, Parser)]
 #[command(name = "framecast", version, about, max_term_width = 100, after_help = SIGNALS_HELP)]
 struct Args {
-    /// Address to listen on: IP:PORT, HOST:PORT (every address the name resolves to) or
-    /// a bare PORT on loopback; may be given several times.
+    /// Address to listen on: [tcp://]HOST:PORT (every address the name resolves to; IP:PORT,
+    /// [::1]:PORT) or a bare PORT on loopback, unix:PATH, udp://HOST:PORT or
+    /// tls://HOST:PORT; may be given several times, in any mix.
     #[arg(
         long = "listen",
         value_name = "ADDR",
         default_value = config::DEFAULT_LISTEN,
         value_parser = parse_listen
     )]
-    listen: Vec<Listen>,
+    listen: Vec<Listeners>,
 
     /// What to do with each complete frame: echo (back to its sender) or broadcast (to
     /// every other client).
@@ -157,7 +159,8 @@ struct Args {
     /// an IPv4 peer on a dual-stack socket matches IPv4 blocks, an IPv4-mapped block
     /// (::ffff:127.0.0.0/104) is the IPv4 block it stands for (127.0.0.0/8), and IPv6
     /// blocks (::/0) never match IPv4 peers. IPv4-compatible addresses (::127.0.0.1)
-    /// are refused.
+    /// are refused. Unix-socket peers have no address: the rules do not apply to them
+    /// (the socket file's permissions do); UDP datagrams are matched one by one.
     #[arg(long, value_name = "CIDR")]
     allow: Vec<Cidr>,
 
@@ -195,10 +198,32 @@ struct Args {
     #[arg(long)]
     goodbye: bool,
 
+    /// Certificate chain (PEM, the server's certificate first) for tls:// listeners.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+
+    /// Private key (PEM: PKCS#8, PKCS#1 or SEC1) of --tls-cert.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+
+    /// Mutual TLS: clients of tls:// listeners must present a certificate signed by a
+    /// CA in this PEM file, or the handshake fails.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
+
+    /// A TLS handshake must complete within this time after accept.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
+    tls_handshake_timeout: Duration,
+
+    /// UDP listeners: replies that may wait for room in the socket (each up to 64 KiB);
+    /// past it replies are dropped and counted, the loop never blocks.
+    #[arg(long, value_name = "N", default_value_t = config::DEFAULT_UDP_QUEUE)]
+    udp_queue: usize,
+
     /// Serve the admin endpoint (HTTP: /metrics, /stats, /healthz, /connz) on this
     /// address: IP:PORT, HOST:PORT or a bare PORT on loopback. Off unless given.
-    #[arg(long, value_name = "ADDR", value_parser = parse_listen)]
-    admin: Option<Listen>,
+    #[arg(long, value_name = "ADDR", value_parser = parse_admin)]
+    admin: Option<AdminAddrs>,
 
     /// Event-loop threads, each a reactor of its own with its own SO_REUSEPORT
     /// listener (the kernel spreads connections over them); 0 means one per core.
@@ -332,7 +357,33 @@ impl Args {
             goodbye: self.goodbye,
             admin: self.admin.map(|l| l.0).unwrap_or_default(),
             reuse_port: false,
+            udp_queue: self.udp_queue,
+            tls: self.tls_cert.zip(self.tls_key).map(|(cert, key)| TlsFiles {
+                cert,
+                key,
+                client_ca: self.tls_client_ca,
+            }),
+            tls_handshake_timeout: self.tls_handshake_timeout,
         };
+        let tls_listener = config.listen.iter().any(|l| matches!(l, Listen::Tls(_)));
+        if config.tls.is_some() && !tls_listener {
+            return Err(invalid(
+                "'--tls-cert' without a tls:// listener (add '--listen tls://HOST:PORT')".into(),
+            ));
+        }
+        if config.splice && tls_listener {
+            return Err(invalid(
+                "'--splice' with a tls:// listener: TLS records are decrypted in the daemon, so they cannot be spliced"
+                    .into(),
+            ));
+        }
+        if self.mode == Mode::Broadcast {
+            if let Some(udp) = config.listen.iter().find(|l| !l.is_stream()) {
+                return Err(invalid(format!(
+                    "'--listen {udp}' with '--mode broadcast': a UDP listener only echoes (RFC 862: each datagram back to its sender); broadcast needs stream listeners (tcp://, unix:, tls://)"
+                )));
+            }
+        }
         if let Err(e) = config.validate() {
             let flag = e.field.replace('_', "-");
             return Err(invalid(format!("invalid '--{flag}': {}", e.problem)));
@@ -364,13 +415,22 @@ impl Args {
     }
 }
 
-/// The addresses one `--listen` stands for.
+/// The listeners one `--listen` stands for.
 #[derive(Debug, Clone)]
-struct Listen(Vec<SocketAddr>);
+struct Listeners(Vec<Listen>);
 
 /// Parses one `--listen` value.
-fn parse_listen(text: &str) -> Result<Listen, String> {
-    config::parse_listen(text).map(Listen)
+fn parse_listen(text: &str) -> Result<Listeners, String> {
+    config::parse_listen(text).map(Listeners)
+}
+
+/// The addresses `--admin` stands for.
+#[derive(Debug, Clone)]
+struct AdminAddrs(Vec<SocketAddr>);
+
+/// Parses `--admin`: TCP only.
+fn parse_admin(text: &str) -> Result<AdminAddrs, String> {
+    config::parse_socket_addrs(text.strip_prefix("tcp://").unwrap_or(text)).map(AdminAddrs)
 }
 
 /// Raises the open-file limit for `max_connections`, logging what it did. Returns the
@@ -451,16 +511,7 @@ fn serve<S: Service>(config: Config, service: S, banner: &str) -> ExitCode {
     if let Some((limit, wanted)) = fd_short {
         warn_fd_short(limit, wanted, max_connections);
     }
-    let mut stdout = std::io::stdout().lock();
-    for addr in reactor.local_addrs() {
-        // Best effort: a closed stdout must not stop the daemon.
-        let _ = writeln!(stdout, "framecast listening on {addr} ({banner})");
-    }
-    for addr in reactor.admin_addrs() {
-        let _ = writeln!(stdout, "framecast admin on {addr}");
-    }
-    let _ = stdout.flush();
-    drop(stdout);
+    print_addrs(&reactor.listening(), &reactor.admin_addrs(), banner);
 
     match reactor.run() {
         Ok(Stopped::Drained | Stopped::DrainTimedOut { .. }) => ExitCode::SUCCESS,
@@ -473,11 +524,14 @@ fn serve<S: Service>(config: Config, service: S, banner: &str) -> ExitCode {
 }
 
 /// Prints the start-up lines every test and operator waits for.
-fn print_addrs(local: &[SocketAddr], admin: &[SocketAddr], banner: &str) {
+fn print_addrs(listening: &[Listen], admin: &[SocketAddr], banner: &str) {
     let mut stdout = std::io::stdout().lock();
-    for addr in local {
+    for listen in listening {
         // Best effort: a closed stdout must not stop the daemon.
-        let _ = writeln!(stdout, "framecast listening on {addr} ({banner})");
+        let _ = match listen {
+            Listen::Udp(_) => writeln!(stdout, "framecast listening on {listen} (udp echo)"),
+            _ => writeln!(stdout, "framecast listening on {listen} ({banner})"),
+        };
     }
     for addr in admin {
         let _ = writeln!(stdout, "framecast admin on {addr}");
@@ -512,7 +566,7 @@ fn serve_workers<S: Service + Send + 'static>(
         warn_fd_short(limit, wanted, max_connections);
     }
     info!("{n} workers, each with its own SO_REUSEPORT listener and a share of --max-connections");
-    print_addrs(&workers.local_addrs(), &workers.admin_addrs(), banner);
+    print_addrs(&workers.listening(), &workers.admin_addrs(), banner);
     let ends = workers.run();
     if ends.iter().all(WorkerEnd::is_clean) {
         ExitCode::SUCCESS

@@ -10,6 +10,8 @@ use std::time::Duration;
 use log::{debug, info, warn};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Token};
+
+use super::transport::{Peer, Stream};
 use socket2::{Domain, Protocol, SockRef, Socket, TcpKeepalive, Type};
 
 use super::connection::Connection;
@@ -101,9 +103,12 @@ impl Core {
             match listener.socket.accept() {
                 Ok((stream, peer)) => {
                     self.accept_backoff = MIN_BACKOFF;
-                    match role {
-                        Role::Data => self.admit(stream, peer),
-                        Role::Admin => self.admit_admin(stream, peer),
+                    match (role, stream, peer) {
+                        (Role::Data, stream, peer) => self.admit(stream, peer),
+                        (Role::Admin, Stream::Tcp(stream), Peer::Ip(peer)) => {
+                            self.admit_admin(stream, peer)
+                        }
+                        (Role::Admin, ..) => {} // admin listeners are TCP
                     }
                 }
                 Err(e) if would_block(&e) => {
@@ -124,7 +129,7 @@ impl Core {
     /// than waiting in the backlog); then pauses accepting, longer each time. Out of
     /// descriptors with no connection pending is no failure: the table is just full.
     fn on_accept_error(&mut self, key: usize, e: &io::Error) {
-        let Some(addr) = self.listener(key).map(|l| l.addr) else {
+        let Some(addr) = self.listener(key).map(|l| l.listen.clone()) else {
             return;
         };
         let mut shed = "";
@@ -162,9 +167,10 @@ impl Core {
     }
 
     /// Registers an accepted connection, or closes it at once if the access rules
-    /// refuse the peer or the server is full.
-    fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr) {
-        if !self.config.access.permits(peer.ip()) {
+    /// refuse the peer or the server is full. (Unix peers have no address: the access
+    /// rules do not apply to them.)
+    fn admit(&mut self, mut stream: Stream, peer: Peer) {
+        if peer.ip().is_some_and(|ip| !self.config.access.permits(ip)) {
             self.stats.denied += 1;
             if self.notices.admit(Notice::Denied, self.now) {
                 info!("{peer}: refused by the access rules (--allow/--deny)");
@@ -188,8 +194,10 @@ impl Core {
             self.refuse_over_limit();
             return;
         }
-        if let Err(e) = configure(&stream, &self.config) {
-            debug!("{peer}: cannot set socket options: {e}");
+        if let Some(tcp) = stream.tcp() {
+            if let Err(e) = configure(tcp, &self.config) {
+                debug!("{peer}: cannot set socket options: {e}");
+            }
         }
         let entry = self.entries.vacant_entry();
         let key = entry.key();
@@ -209,11 +217,16 @@ impl Core {
         self.next_serial += 1;
         entry.insert(Entry::Stream(Connection::new(
             stream,
-            peer,
+            peer.clone(),
             self.next_serial,
             codec,
             self.now,
         )));
+        if let Some(Entry::Stream(conn)) = self.entries.get_mut(key) {
+            if conn.stream.is_handshaking() {
+                conn.clock.handshake_until = Some(self.now + self.config.tls_handshake_timeout);
+            }
+        }
         self.open += 1;
         self.stats.accepted += 1;
         debug!("{peer}: connected (token {key}, {} open)", self.open);

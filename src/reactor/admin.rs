@@ -350,7 +350,7 @@ impl Introspect for View<'_> {
         });
         rows.extend(conns.skip(offset).take(limit).map(|c| ConnRow {
             id: c.serial,
-            peer: c.peer,
+            peer: c.peer.clone(),
             age: core.now.saturating_duration_since(c.traffic.opened),
             frames_in: c.traffic.frames_in,
             frames_out: c.traffic.frames_out,

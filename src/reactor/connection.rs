@@ -4,17 +4,16 @@
 
 use std::collections::VecDeque;
 use std::io::{self, Write};
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use bytes::Bytes;
-use mio::net::TcpStream;
 use mio::Interest;
 
 use super::ctx::Body;
 use super::output::Output;
 use super::read_buf::ReadBuf;
 use super::timers::{Clock, Expiry, Timeouts};
+use super::transport::{Peer, Stream};
 use super::{interrupted, would_block};
 use crate::codec::Codec;
 
@@ -36,10 +35,11 @@ pub enum Phase {
 
 /// A client connection.
 pub struct Connection {
-    /// The socket, non-blocking, registered under the connection's slab key.
-    pub stream: TcpStream,
-    /// The peer's address, for logs.
-    pub peer: SocketAddr,
+    /// The socket (TCP, Unix or TLS), non-blocking, registered under the connection's
+    /// slab key.
+    pub stream: Stream,
+    /// Where it comes from, for logs.
+    pub peer: Peer,
     /// Unique for the server's lifetime: tells this connection from a later one that
     /// reuses its slab key (timer entries carry it).
     pub serial: u64,
@@ -117,13 +117,7 @@ pub enum Pending {
 
 impl Connection {
     /// A new open connection, registered for `READABLE`, accepted at `now`.
-    pub fn new(
-        stream: TcpStream,
-        peer: SocketAddr,
-        serial: u64,
-        codec: Codec,
-        now: Instant,
-    ) -> Self {
+    pub fn new(stream: Stream, peer: Peer, serial: u64, codec: Codec, now: Instant) -> Self {
         Connection {
             stream,
             peer,
@@ -219,14 +213,16 @@ impl Connection {
         !self.readable && !self.paused && self.is_flushed() && !self.is_mid_frame()
     }
 
-    /// True when nothing waits to be written: no queued output and no body.
+    /// True when nothing waits to be written: no queued output, no body, and nothing
+    /// held by the transport (TLS records the socket has not taken yet).
     pub fn is_flushed(&self) -> bool {
-        self.output.is_empty() && self.bodies.is_empty()
+        self.output.is_empty() && self.bodies.is_empty() && !self.stream.wants_write()
     }
 
-    /// The interest the connection needs now: `WRITABLE` only while output is pending.
+    /// The interest the connection needs now: `WRITABLE` only while output is pending
+    /// (queued, or TLS records not yet written).
     pub fn interest(&self) -> Interest {
-        if self.output.is_empty() {
+        if self.output.is_empty() && !self.stream.wants_write() {
             Interest::READABLE
         } else {
             Interest::READABLE | Interest::WRITABLE
@@ -268,11 +264,15 @@ impl Connection {
         Ok(written)
     }
 
-    /// Writes queued output until done or the socket would block.
+    /// Writes queued output until done or the socket would block (and what the
+    /// transport still holds: TLS records).
     ///
     /// # Errors
     /// Any write error but `WouldBlock` and `Interrupted`.
     pub fn flush(&mut self) -> io::Result<usize> {
-        self.output.write_to(&mut self.stream)
+        self.stream.send_pending()?;
+        let written = self.output.write_to(&mut self.stream)?;
+        self.stream.send_pending()?;
+        Ok(written)
     }
 }

@@ -14,7 +14,7 @@ use log::debug;
 
 use super::connection::Phase;
 use super::fake::{FakeCtx, FakeState};
-use super::{stream_mut, Core, Stats};
+use super::{stream_mut, Core, Peer, Stats};
 use crate::codec::{Codec, Encoder, FrameError};
 use crate::config::Config;
 
@@ -251,9 +251,9 @@ impl Ctx<'_> {
     }
 
     /// The peer of an open connection.
-    pub fn peer(&self, conn: ConnId) -> Option<SocketAddr> {
+    pub fn peer(&self, conn: ConnId) -> Option<Peer> {
         match &self.inner {
-            Inner::Reactor(core) => core.stream(conn).map(|c| c.peer),
+            Inner::Reactor(core) => core.stream(conn).map(|c| c.peer.clone()),
             Inner::Fake(fake) => fake.peer(conn),
         }
     }
@@ -283,14 +283,7 @@ impl Ctx<'_> {
     pub fn echo(&mut self, frames: Frames) {
         match &mut self.inner {
             Inner::Reactor(core) => core.echo(frames),
-            Inner::Fake(fake) => {
-                let Some(id) = fake.open_ids().into_iter().find(|c| c.key() == frames.key) else {
-                    return;
-                };
-                let count = frames.count as u64;
-                let bytes = fake.take(&frames);
-                fake.send(id, bytes, count);
-            }
+            Inner::Fake(fake) => fake.echo(&frames),
         }
     }
 

@@ -25,7 +25,7 @@ use slab::Slab;
 
 use super::ctx::{Body, ConnId, Ctx, Frames};
 use super::output::CHUNK_COST;
-use super::Stats;
+use super::{Peer, Stats};
 use crate::codec::{Codec, Decoded, Decoder, Encoder};
 use crate::config::Config;
 
@@ -228,9 +228,10 @@ impl FakeCtx {
         &mut self.stats
     }
 
-    pub(super) fn peer(&self, id: ConnId) -> Option<SocketAddr> {
+    pub(super) fn peer(&self, id: ConnId) -> Option<Peer> {
         let port = u16::try_from(id.serial).unwrap_or(u16::MAX);
-        self.conn(id).map(|_| (Ipv4Addr::LOCALHOST, port).into())
+        self.conn(id)
+            .map(|_| Peer::Ip(SocketAddr::from((Ipv4Addr::LOCALHOST, port))))
     }
 
     pub(super) fn backlog(&self, id: ConnId) -> Option<usize> {
@@ -252,6 +253,13 @@ impl FakeCtx {
             .get_mut(frames.key)
             .and_then(|c| c.input.take())
             .unwrap_or_default()
+    }
+
+    pub(super) fn echo(&mut self, frames: &Frames) {
+        if let Some(id) = self.conns.get(frames.key).map(|c| c.id) {
+            let bytes = self.take(frames);
+            self.send(id, bytes, frames.count as u64);
+        }
     }
 
     pub(super) fn send(&mut self, id: ConnId, bytes: Bytes, frames: u64) -> bool {

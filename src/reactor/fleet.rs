@@ -146,6 +146,15 @@ fn add(total: &mut (Stats, Gauges), stats: &Stats, gauges: &Gauges) {
         buffers_released,
         resets,
         unanswered_bytes,
+        tls_handshakes,
+        tls_errors,
+        tls_handshake_timeouts,
+        datagrams_in,
+        datagrams_out,
+        datagrams_dropped,
+        datagrams_refused_port,
+        datagrams_denied,
+        datagram_errors,
         turns,
         longest_turn_us,
     } = *stats;
@@ -170,6 +179,15 @@ fn add(total: &mut (Stats, Gauges), stats: &Stats, gauges: &Gauges) {
     t.buffers_released += buffers_released;
     t.resets += resets;
     t.unanswered_bytes += unanswered_bytes;
+    t.tls_handshakes += tls_handshakes;
+    t.tls_errors += tls_errors;
+    t.tls_handshake_timeouts += tls_handshake_timeouts;
+    t.datagrams_in += datagrams_in;
+    t.datagrams_out += datagrams_out;
+    t.datagrams_dropped += datagrams_dropped;
+    t.datagrams_refused_port += datagrams_refused_port;
+    t.datagrams_denied += datagrams_denied;
+    t.datagram_errors += datagram_errors;
     t.turns += turns;
     t.longest_turn_us = t.longest_turn_us.max(longest_turn_us);
     let g = &mut total.1;

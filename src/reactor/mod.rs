@@ -28,6 +28,7 @@ mod accept;
 mod admin;
 mod connection;
 mod ctx;
+mod datagram;
 mod fake;
 mod fleet;
 pub mod mailbox;
@@ -39,6 +40,9 @@ mod serve;
 mod splice;
 mod stats;
 mod timers;
+#[cfg(feature = "tls")]
+mod tls;
+mod transport;
 
 use std::fmt;
 use std::fs::File;
@@ -49,11 +53,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
-use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
 use crate::config::{Config, ConfigError};
+use crate::listen::Listen;
 use crate::service::{Report, Service};
 use connection::{Connection, Phase};
 use oplog::Notice;
@@ -61,6 +65,7 @@ use timers::{ServiceTimers, Timeouts, Timers};
 
 pub use admin::{ADMIN_IDLE, MAX_ADMIN_CONNECTIONS};
 pub use ctx::{Body, Closed, ConnId, Ctx, Frame, FrameIter, Frames, SendError};
+pub use datagram::{is_refused_port, MAX_DATAGRAM};
 pub use fake::{FakeCtx, FakeState};
 pub use fleet::{StatsBoard, PUBLISH_EVERY};
 pub use mailbox::Notifier;
@@ -68,6 +73,9 @@ pub use output::{Output, CHUNK_COST};
 pub use read_buf::ReadBuf;
 pub use stats::{Gauges, Kind, Metric, Stats, Value, METRICS};
 pub use timers::Expiry;
+#[cfg(feature = "tls")]
+pub use tls::{client_config, server_config, TlsError, TlsStream};
+pub use transport::{Peer, Stream};
 
 /// The largest `max_connections` a reactor takes: each connection holds a descriptor,
 /// and no process holds more than a C `int` counts.
@@ -91,13 +99,16 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 pub enum StartError {
     /// A listen address could not be bound.
     Bind {
-        /// The address.
-        addr: SocketAddr,
+        /// The address, as given.
+        addr: Listen,
         /// Why, as the OS said it.
         source: io::Error,
     },
     /// The poller could not be created or a listener registered.
     Poll(io::Error),
+    /// A TLS certificate, key or CA file cannot be used.
+    #[cfg(feature = "tls")]
+    Tls(TlsError),
     /// The configuration cannot work.
     Config(ConfigError),
 }
@@ -107,6 +118,8 @@ impl fmt::Display for StartError {
         match self {
             StartError::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
             StartError::Poll(e) => write!(f, "cannot set up the event loop: {e}"),
+            #[cfg(feature = "tls")]
+            StartError::Tls(e) => write!(f, "cannot use {e}"),
             StartError::Config(why) => write!(f, "invalid configuration: {why}"),
         }
     }
@@ -117,6 +130,8 @@ impl std::error::Error for StartError {
         match self {
             StartError::Bind { source, .. } | StartError::Poll(source) => Some(source),
             StartError::Config(e) => Some(e),
+            #[cfg(feature = "tls")]
+            StartError::Tls(e) => Some(e),
         }
     }
 }
@@ -197,8 +212,10 @@ enum Role {
 
 /// A listening socket and whether it may hold connections not yet accepted.
 struct Listener {
-    socket: TcpListener,
-    addr: SocketAddr,
+    /// The socket, of its kind.
+    socket: transport::ListenSocket,
+    /// What it listens on, with the real port.
+    listen: Listen,
     ready: bool,
     role: Role,
 }
@@ -214,6 +231,8 @@ enum Entry {
     Stream(Connection),
     /// A connection to the admin endpoint.
     Admin(admin::AdminConn),
+    /// A UDP socket, echoing datagrams.
+    Datagram(datagram::DatagramSocket),
     /// The waker through which a [`Handle`] reaches the loop.
     Waker,
 }
@@ -269,7 +288,7 @@ struct Core {
     /// deregistered and dropped before the next poll.
     closed: Vec<(usize, Closed)>,
     /// Connections accepted this turn, for the service's `on_open`.
-    opened: Vec<(ConnId, SocketAddr)>,
+    opened: Vec<(ConnId, Peer)>,
     /// Connections whose output fell below the low-water mark, for `on_drain`.
     drained: Vec<ConnId>,
     /// Connections whose body gave its last chunk, for `on_body_done`.
@@ -334,18 +353,77 @@ impl<S: Service> Reactor<S> {
         let poll = Poll::new().map_err(StartError::Poll)?;
         let mut entries = Slab::new();
         let mut listeners = Vec::with_capacity(config.listen.len() + config.admin.len());
-        let roles = config.listen.iter().map(|&a| (a, Role::Data));
-        let admin_roles = config.admin.iter().map(|&a| (a, Role::Admin));
-        for (addr, role) in roles.chain(admin_roles) {
-            let bind_error = |source| StartError::Bind { addr, source };
+        let data = config.listen.iter().cloned().map(|l| (l, Role::Data));
+        // Loaded once, for every tls:// listener.
+        #[cfg(feature = "tls")]
+        let mut tls_config: Option<Arc<rustls::ServerConfig>> = None;
+        let admin_roles = config.admin.iter().map(|&a| (Listen::Tcp(a), Role::Admin));
+        for (listen, role) in data.chain(admin_roles) {
             let backlog = match role {
                 Role::Data => config.backlog,
                 Role::Admin => ADMIN_BACKLOG,
             };
             let reuse_port = role == Role::Data && config.reuse_port;
-            let mut socket =
-                accept::bind_listener(addr, backlog, reuse_port).map_err(bind_error)?;
-            let addr = socket.local_addr().map_err(bind_error)?;
+            let bind_error = |source| StartError::Bind {
+                addr: listen.clone(),
+                source,
+            };
+            let (mut socket, listen) = match &listen {
+                Listen::Tcp(addr) => {
+                    let socket =
+                        accept::bind_listener(*addr, backlog, reuse_port).map_err(bind_error)?;
+                    let addr = socket.local_addr().map_err(bind_error)?;
+                    (transport::ListenSocket::Tcp(socket), Listen::Tcp(addr))
+                }
+                Listen::Unix(path) => {
+                    let path = transport::absolute(path);
+                    let (socket, file) =
+                        transport::bind_unix(&path, backlog).map_err(bind_error)?;
+                    (
+                        transport::ListenSocket::Unix(socket, file),
+                        Listen::Unix(path),
+                    )
+                }
+                Listen::Udp(addr) => {
+                    let mut socket =
+                        datagram::bind(*addr, config.udp_queue, reuse_port).map_err(bind_error)?;
+                    let entry = entries.vacant_entry();
+                    poll.registry()
+                        .register(socket.socket_mut(), Token(entry.key()), Interest::READABLE)
+                        .map_err(StartError::Poll)?;
+                    listeners.push(entry.key());
+                    entry.insert(Entry::Datagram(socket));
+                    continue;
+                }
+                #[cfg(feature = "tls")]
+                Listen::Tls(addr) => {
+                    let Some(files) = &config.tls else {
+                        return Err(StartError::Config(ConfigError {
+                            field: "tls",
+                            problem: format!("{listen} needs a certificate and a key"),
+                        }));
+                    };
+                    let tls = match &tls_config {
+                        Some(tls) => Arc::clone(tls),
+                        None => {
+                            let tls = tls::server_config(files).map_err(StartError::Tls)?;
+                            tls_config = Some(Arc::clone(&tls));
+                            tls
+                        }
+                    };
+                    let socket =
+                        accept::bind_listener(*addr, backlog, reuse_port).map_err(bind_error)?;
+                    let addr = socket.local_addr().map_err(bind_error)?;
+                    (transport::ListenSocket::Tls(socket, tls), Listen::Tls(addr))
+                }
+                #[cfg(not(feature = "tls"))]
+                Listen::Tls(_) => {
+                    return Err(StartError::Config(ConfigError {
+                        field: "listen",
+                        problem: format!("{listen}: this build has no TLS"),
+                    }))
+                }
+            };
             let entry = entries.vacant_entry();
             poll.registry()
                 .register(&mut socket, Token(entry.key()), Interest::READABLE)
@@ -353,7 +431,7 @@ impl<S: Service> Reactor<S> {
             listeners.push(entry.key());
             entry.insert(Entry::Listener(Listener {
                 socket,
-                addr,
+                listen,
                 ready: false,
                 role,
             }));
@@ -446,9 +524,25 @@ impl<S: Service> Reactor<S> {
         });
     }
 
-    /// The bound addresses, with real ports where port 0 was asked for.
+    /// The IP addresses of the listeners (TCP, TLS and UDP), in the order given, with
+    /// real ports where port 0 was asked for. [`Reactor::listening`] has every
+    /// listener with its kind.
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.core.listener_addrs(Role::Data)
+    }
+
+    /// Every listener, with its kind and real address (a port 0 asked for is the port
+    /// the system chose), in the order given: what the daemon prints at start.
+    pub fn listening(&self) -> Vec<Listen> {
+        self.core
+            .listeners
+            .iter()
+            .filter_map(|&key| match self.core.entries.get(key) {
+                Some(Entry::Listener(l)) if l.role == Role::Data => Some(l.listen.clone()),
+                Some(Entry::Datagram(d)) => Some(d.listen.clone()),
+                _ => None,
+            })
+            .collect()
     }
 
     /// The admin endpoint's bound addresses (`Config::admin`), with real ports.
@@ -515,6 +609,11 @@ impl<S: Service> Reactor<S> {
                     Some(Entry::Listener(listener)) => listener.ready = true,
                     Some(Entry::Waker) => woken = true,
                     Some(Entry::Admin(conn)) => self.core.admin.mark(conn, key),
+                    // A writable event needs no flag: a socket with replies queued is
+                    // served every turn until they are out.
+                    Some(Entry::Datagram(socket)) => {
+                        socket.ready |= event.is_readable() || event.is_error();
+                    }
                     Some(Entry::Stream(conn)) => {
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
                             conn.readable = true;
@@ -538,6 +637,7 @@ impl<S: Service> Reactor<S> {
                 service.on_wake(&mut Ctx::reactor(core));
             }
             self.core.accept_ready();
+            self.core.serve_datagrams();
             self.open_accepted();
             self.serve_ready();
             let service = &self.service;
@@ -575,7 +675,7 @@ impl<S: Service> Reactor<S> {
     fn open_accepted(&mut self) {
         let Reactor { core, service } = self;
         while let Some((id, peer)) = core.opened.pop() {
-            service.on_open(&mut Ctx::reactor(core), id, peer);
+            service.on_open(&mut Ctx::reactor(core), id, &peer);
         }
     }
 
@@ -642,10 +742,27 @@ impl<S: Service> Reactor<S> {
                 });
         self.core.listeners = admin;
         for key in data {
-            if let Some(Entry::Listener(mut listener)) = self.core.entries.try_remove(key) {
-                if let Err(e) = self.core.poll.registry().deregister(&mut listener.socket) {
-                    debug!("deregister listener {}: {e}", listener.addr);
+            match self.core.entries.try_remove(key) {
+                Some(Entry::Listener(mut listener)) => {
+                    if let Err(e) = self.core.poll.registry().deregister(&mut listener.socket) {
+                        debug!("deregister listener {}: {e}", listener.listen);
+                    }
                 }
+                // Datagrams have no connection to drain: the socket stops answering
+                // now, and replies still queued are dropped with it.
+                Some(Entry::Datagram(mut socket)) => {
+                    if socket.queued() > 0 {
+                        info!(
+                            "{}: {} queued repl(ies) dropped at shutdown",
+                            socket.listen,
+                            socket.queued()
+                        );
+                    }
+                    if let Err(e) = self.core.poll.registry().deregister(socket.socket_mut()) {
+                        debug!("deregister {}: {e}", socket.listen);
+                    }
+                }
+                _ => {}
             }
         }
         self.core.draining_until = Some(self.core.now + self.core.config.drain_timeout);
@@ -702,7 +819,7 @@ impl<S: Service> Reactor<S> {
         info!(
             "{}serving {} listener(s): {}, framing {}{splice}, max frame {} B, max output {} B, max connections {}",
             self.core.who(),
-            self.local_addrs().len(),
+            self.listening().len(),
             self.service.describe(),
             c.framing,
             c.max_frame,
@@ -734,7 +851,8 @@ impl Core {
         self.listeners
             .iter()
             .filter_map(|&key| match self.entries.get(key) {
-                Some(Entry::Listener(l)) if l.role == role => Some(l.addr),
+                Some(Entry::Listener(l)) if l.role == role => l.listen.socket_addr(),
+                Some(Entry::Datagram(d)) if role == Role::Data => d.listen.socket_addr(),
                 _ => None,
             })
             .collect()
@@ -848,6 +966,7 @@ impl Core {
             || !self.dirty.is_empty()
             || self.admin.has_ready()
             || (accepting && self.any_listener_ready())
+            || self.any_datagram_ready()
         {
             return Some(Duration::ZERO);
         }
@@ -890,6 +1009,12 @@ impl Core {
                         Expiry::Idle => (&mut self.stats.idle_timeouts, Notice::IdleTimeout),
                         Expiry::Frame => (&mut self.stats.frame_timeouts, Notice::FrameTimeout),
                         Expiry::Write => (&mut self.stats.write_timeouts, Notice::WriteTimeout),
+                        Expiry::Handshake => {
+                            self.stats.tls_handshake_timeouts += 1;
+                            debug!("{}: closing: {expiry}", conn.peer);
+                            self.close(key, Closed::Timeout(expiry));
+                            continue;
+                        }
                         Expiry::Linger | Expiry::Quiet => {
                             self.close(key, Closed::Timeout(expiry));
                             continue;

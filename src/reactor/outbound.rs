@@ -15,6 +15,7 @@ use mio::net::TcpStream;
 use mio::{Interest, Token};
 
 use super::connection::Connection;
+use super::transport::{Peer, Stream};
 use super::{ConnId, Core, Entry};
 use crate::codec::{Codec, Framing};
 
@@ -37,9 +38,10 @@ impl Core {
         self.poll
             .registry()
             .register(&mut stream, Token(key), interest)?;
+        let stream = Stream::Tcp(stream);
         self.next_serial += 1;
         let codec = Codec::new(Framing::Raw, self.config.max_frame);
-        let mut conn = Connection::new(stream, addr, self.next_serial, codec, self.now);
+        let mut conn = Connection::new(stream, Peer::Ip(addr), self.next_serial, codec, self.now);
         conn.registered = interest;
         entry.insert(Entry::Stream(conn));
         self.open += 1;

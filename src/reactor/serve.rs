@@ -4,7 +4,6 @@
 //! per read.
 
 use std::mem;
-use std::net::Shutdown;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -64,6 +63,7 @@ impl<S: Service> Reactor<S> {
         if lent {
             self.core.take_back_shared(key);
         }
+        self.core.after_transport(key);
         self.core.settle(key);
     }
 
@@ -104,7 +104,7 @@ impl<S: Service> Reactor<S> {
                     budget = budget.saturating_sub(n);
                     core.stats.bytes_in += n as u64;
                     conn.traffic.bytes_in += n as u64;
-                    let drained = !filled && !conn.hup;
+                    let drained = !filled && !conn.hup && conn.stream.short_read_drains();
                     if drained {
                         conn.readable = false;
                     }
@@ -124,6 +124,10 @@ impl<S: Service> Reactor<S> {
                 }
                 Err(e) if interrupted(&e) => {}
                 Err(e) => {
+                    if conn.stream.is_tls() && e.kind() == std::io::ErrorKind::InvalidData {
+                        core.stats.tls_errors += 1;
+                        debug!("{}: TLS: {e}", conn.peer);
+                    }
                     core.close(key, Closed::Io(e.kind()));
                     return;
                 }
@@ -270,6 +274,27 @@ impl<S: Service> Reactor<S> {
 }
 
 impl Core {
+    /// After reading connection `key`: a TLS handshake that completed is noted (its
+    /// deadline dropped), and records the transport still holds (handshake messages
+    /// the socket did not take, echoes written through) get the connection flushed, so
+    /// it asks for `WRITABLE`.
+    fn after_transport(&mut self, key: usize) {
+        let Some(conn) = stream_mut(&mut self.entries, key) else {
+            return;
+        };
+        if conn.clock.handshake_until.is_some() && !conn.stream.is_handshaking() {
+            conn.clock.handshake_until = None;
+            self.stats.tls_handshakes += 1;
+            #[cfg(feature = "tls")]
+            if let super::Stream::Tls(tls) = &conn.stream {
+                debug!("{}: TLS handshake done ({})", conn.peer, tls.describe());
+            }
+        }
+        if conn.stream.wants_write() {
+            mark(&mut self.dirty, &mut conn.in_dirty, key);
+        }
+    }
+
     /// Lends the shared read buffer to connection `key` if it holds little: true if
     /// it did, and then [`Core::take_back_shared`] must follow before any other
     /// connection is read.
@@ -570,14 +595,26 @@ impl Core {
                 mark(&mut self.ready, &mut conn.in_ready, key);
             }
         }
-        if conn.phase == Phase::Draining && conn.is_flushed() {
-            if conn.eof {
+        if conn.phase == Phase::Draining && conn.is_flushed() && conn.eof {
+            // The peer has finished and has everything: a TLS peer is told so with
+            // close_notify before the socket closes.
+            if !conn.stream.is_tls() {
                 self.close(key, Closed::Done);
                 return;
             }
+            if let Err(e) = conn.stream.shutdown_write() {
+                self.close(key, Closed::Io(e.kind()));
+                return;
+            }
+            if !conn.stream.wants_write() {
+                self.close(key, Closed::Done);
+                return;
+            }
+        }
+        if conn.phase == Phase::Draining && conn.is_flushed() {
             // The peer may still be sending: shut our side so it sees the end of the
             // stream after everything queued, and read until it closes too.
-            if let Err(e) = conn.stream.shutdown(Shutdown::Write) {
+            if let Err(e) = conn.stream.shutdown_write() {
                 self.close(key, Closed::Io(e.kind()));
                 return;
             }

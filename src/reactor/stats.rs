@@ -56,6 +56,25 @@ pub struct Stats {
     pub resets: u64,
     /// Bytes those connections had sent that were never answered.
     pub unanswered_bytes: u64,
+    /// TLS handshakes completed.
+    pub tls_handshakes: u64,
+    /// TLS connections closed for a TLS error (a failed handshake: plaintext or
+    /// garbage, a refused client certificate; a bad record later).
+    pub tls_errors: u64,
+    /// TLS connections closed for not completing the handshake in time.
+    pub tls_handshake_timeouts: u64,
+    /// UDP datagrams received (every one, answered or not).
+    pub datagrams_in: u64,
+    /// UDP datagrams sent back.
+    pub datagrams_out: u64,
+    /// UDP replies dropped because the reply queue was full (`--udp-queue`).
+    pub datagrams_dropped: u64,
+    /// UDP datagrams from source port 0, 7 or 19, not answered.
+    pub datagrams_refused_port: u64,
+    /// UDP datagrams refused by the access rules.
+    pub datagrams_denied: u64,
+    /// UDP receives or replies that failed (a reply lost).
+    pub datagram_errors: u64,
     /// Event-loop turns (one poll and the work it brought).
     pub turns: u64,
     /// The longest turn, in microseconds, from the end of its poll to the start of
@@ -133,7 +152,7 @@ impl Metric {
 }
 
 /// How many metrics [`Stats::metrics`] lists.
-pub const METRICS: usize = 26;
+pub const METRICS: usize = 35;
 
 impl Stats {
     /// Every metric, grouped by family, in the order the log lines show them.
@@ -150,6 +169,7 @@ impl Stats {
         let refused = "Connections closed right after accept, by reason.";
         let protocol = "Connections that broke the framing, by kind.";
         let timeouts = "Connections closed by a timeout, by kind.";
+        let dropped = "UDP datagrams not answered, by reason.";
         [
             m(
                 "connections_accepted",
@@ -272,6 +292,30 @@ impl Stats {
                 self.write_timeouts,
             ),
             m(
+                "timeouts",
+                Some(("kind", "tls_handshake")),
+                Counter,
+                timeouts,
+                "TLS handshake timeouts",
+                self.tls_handshake_timeouts,
+            ),
+            m(
+                "tls_handshakes",
+                None,
+                Counter,
+                "TLS handshakes completed.",
+                "TLS handshakes",
+                self.tls_handshakes,
+            ),
+            m(
+                "tls_errors",
+                None,
+                Counter,
+                "TLS connections closed for a TLS error (a failed handshake, a bad record).",
+                "TLS errors",
+                self.tls_errors,
+            ),
+            m(
                 "slow_consumer_closes",
                 None,
                 Counter,
@@ -326,6 +370,54 @@ impl Stats {
                 "Bytes received on reset connections that were never answered.",
                 "bytes unanswered",
                 self.unanswered_bytes,
+            ),
+            m(
+                "datagrams_in",
+                None,
+                Counter,
+                "UDP datagrams received.",
+                "datagrams in",
+                self.datagrams_in,
+            ),
+            m(
+                "datagrams_out",
+                None,
+                Counter,
+                "UDP datagrams sent back.",
+                "datagrams out",
+                self.datagrams_out,
+            ),
+            m(
+                "datagrams_dropped",
+                Some(("reason", "queue_full")),
+                Counter,
+                dropped,
+                "replies dropped (queue full)",
+                self.datagrams_dropped,
+            ),
+            m(
+                "datagrams_dropped",
+                Some(("reason", "port")),
+                Counter,
+                dropped,
+                "datagrams from port 0, 7 or 19 unanswered",
+                self.datagrams_refused_port,
+            ),
+            m(
+                "datagrams_dropped",
+                Some(("reason", "access")),
+                Counter,
+                dropped,
+                "datagrams denied",
+                self.datagrams_denied,
+            ),
+            m(
+                "datagrams_dropped",
+                Some(("reason", "error")),
+                Counter,
+                dropped,
+                "datagram errors",
+                self.datagram_errors,
             ),
             m(
                 "loop_turns",

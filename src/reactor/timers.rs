@@ -23,6 +23,8 @@ pub enum Expiry {
     Linger,
     /// During a shutdown: a caught-up connection has been quiet long enough to close.
     Quiet,
+    /// A TLS handshake did not complete within `--tls-handshake-timeout`.
+    Handshake,
 }
 
 impl fmt::Display for Expiry {
@@ -33,6 +35,7 @@ impl fmt::Display for Expiry {
             Expiry::Write => "write timeout: pending output made no progress",
             Expiry::Linger => "linger timeout",
             Expiry::Quiet => "quiet through the shutdown",
+            Expiry::Handshake => "TLS handshake timeout",
         })
     }
 }
@@ -61,6 +64,8 @@ pub struct Clock {
     pub write_stalled: Option<Instant>,
     /// A closing connection is dropped at this instant even if its peer keeps sending.
     pub linger_until: Option<Instant>,
+    /// A TLS connection still in its handshake is closed at this instant.
+    pub handshake_until: Option<Instant>,
     /// The deadline this connection's heap entry is at, if it has a live one.
     pub armed: Option<Instant>,
 }
@@ -73,6 +78,7 @@ impl Clock {
             frame_started: None,
             write_stalled: None,
             linger_until: None,
+            handshake_until: None,
             armed: None,
         }
     }
@@ -90,6 +96,7 @@ impl Clock {
                 .zip(self.write_stalled)
                 .map(|(d, t)| (t + d, Expiry::Write)),
             self.linger_until.map(|t| (t, Expiry::Linger)),
+            self.handshake_until.map(|t| (t, Expiry::Handshake)),
         ];
         candidates
             .into_iter()

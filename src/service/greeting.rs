@@ -1,11 +1,9 @@
 //! A greeting before anything else: wraps any service and sends one frame to each new
 //! connection before the service sees it (`--greeting`, the tutorials' "欢迎光临").
 
-use std::net::SocketAddr;
-
 use log::debug;
 
-use super::{Closed, ConnId, Ctx, Frame, Frames, Service};
+use super::{Closed, ConnId, Ctx, Frame, Frames, Peer, Service};
 
 /// `inner`, with `text` sent as the first frame on every connection.
 #[derive(Debug)]
@@ -31,7 +29,7 @@ impl<S> Greeting<S> {
 }
 
 impl<S: Service> Service for Greeting<S> {
-    fn on_open(&mut self, ctx: &mut Ctx<'_>, conn: ConnId, peer: SocketAddr) {
+    fn on_open(&mut self, ctx: &mut Ctx<'_>, conn: ConnId, peer: &Peer) {
         if let Err(e) = ctx.send_frame(conn, &self.text) {
             debug!("{peer}: no greeting: {e}");
         }
@@ -100,7 +98,11 @@ mod tests {
         let mut fake = FakeCtx::new(Config::default());
         let mut service = Greeting::new("欢迎光临", Echo);
         let conn = fake.open();
-        service.on_open(&mut fake.ctx(), conn, "127.0.0.1:1".parse().unwrap());
+        service.on_open(
+            &mut fake.ctx(),
+            conn,
+            &Peer::Ip("127.0.0.1:1".parse().unwrap()),
+        );
         let frames = fake.frames(conn, &[b"hi"]);
         service.on_frames(&mut fake.ctx(), conn, frames);
         assert_eq!(

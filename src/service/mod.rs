@@ -13,9 +13,7 @@ pub mod echo;
 pub mod greeting;
 pub mod report;
 
-use std::net::SocketAddr;
-
-pub use crate::reactor::{Closed, ConnId, Ctx, Frame, Frames};
+pub use crate::reactor::{Closed, ConnId, Ctx, Frame, Frames, Peer};
 pub use broadcast::{Broadcast, SlowConsumer};
 pub use echo::Echo;
 pub use greeting::Greeting;
@@ -42,8 +40,9 @@ pub trait Service {
         let _ = ctx;
     }
 
-    /// A connection was accepted from `peer`.
-    fn on_open(&mut self, ctx: &mut Ctx<'_>, conn: ConnId, peer: SocketAddr) {
+    /// A connection was accepted from `peer` (on any stream listener: TCP, Unix or
+    /// TLS, all served alike).
+    fn on_open(&mut self, ctx: &mut Ctx<'_>, conn: ConnId, peer: &Peer) {
         let _ = (ctx, conn, peer);
     }
 

@@ -61,8 +61,10 @@ pub struct Daemon {
     child: Child,
     /// The first address it listens on.
     pub addr: SocketAddr,
-    /// Every address it listens on, as printed.
+    /// Every IP address it listens on (TCP, TLS, UDP), as printed.
     pub addrs: Vec<SocketAddr>,
+    /// Every listener, as printed (`tcp://127.0.0.1:4242`, `unix:/tmp/s`).
+    pub listeners: Vec<String>,
     /// The admin endpoint's address, as printed, when started with `--admin`.
     pub admin: Option<SocketAddr>,
     /// Everything it has written to stderr so far.
@@ -136,6 +138,7 @@ impl Daemon {
             child,
             addr: ([0, 0, 0, 0], 0).into(),
             addrs: Vec::new(),
+            listeners: Vec::new(),
             admin: None,
             stderr,
         };
@@ -146,14 +149,22 @@ impl Daemon {
                     daemon.stderr()
                 )
             });
-            let addr = line
+            let listener = line
                 .strip_prefix("framecast listening on ")
                 .and_then(|rest| rest.split(' ').next())
-                .and_then(|a| a.parse().ok())
                 .unwrap_or_else(|| panic!("unexpected first line: {line:?}"));
-            daemon.addrs.push(addr);
+            if !listener.starts_with("unix:") {
+                let addr = listener
+                    .split_once("://")
+                    .and_then(|(_, a)| a.parse().ok())
+                    .unwrap_or_else(|| panic!("unexpected first line: {line:?}"));
+                daemon.addrs.push(addr);
+            }
+            daemon.listeners.push(listener.to_owned());
         }
-        daemon.addr = daemon.addrs[0];
+        if let Some(&first) = daemon.addrs.first() {
+            daemon.addr = first;
+        }
         if args.contains(&"--admin") {
             let line = rx.recv_timeout(TIMEOUT).unwrap_or_else(|_| {
                 panic!(
@@ -643,4 +654,36 @@ pub fn assert_help_matches_readme(help: &str, heading: &str) {
             "{name} is in the README table under {heading:?} but not in --help"
         );
     }
+}
+
+/// Runs the daemon with `args`, expecting it to exit by itself: its exit code and
+/// stderr. Killed after [`TIMEOUT`] if it does not.
+pub fn run_to_exit(args: &[&str]) -> (Option<i32>, String) {
+    let mut child = Command::new(daemon_exe())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn framecast");
+    let deadline = Instant::now() + TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("framecast {args:?} did not exit");
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    (status.code(), stderr)
 }

@@ -3,9 +3,11 @@
 //! write each, keeping only what a write leaves over. No framing, no caps, no order
 //! across senders, no logging: what a framed relay costs above this is its own. With
 //! `--echo`, the same for echo: the bytes go back to their sender only, one read and
-//! one write per batch, the least any copying echo server does.
+//! one write per batch, the least any copying echo server does. With `--udp`, the
+//! floor for UDP echo: one blocking socket, `recv_from` then `send_to` the datagram
+//! back, for ever (no poller, no access rules, no port rules, no queue, no counters).
 //!
-//!   relay-floor [--echo] [ADDR]        # default 127.0.0.1:7077
+//!   relay-floor [--echo | --udp] [ADDR]        # default 127.0.0.1:7077
 //!
 //! A measuring tool for `benches/compare.sh`, not a server to deploy: a client that
 //! stops reading makes it buffer without limit.
@@ -57,7 +59,8 @@ impl Client {
 fn main() -> ExitCode {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     let echo = args.first().is_some_and(|a| a == "--echo");
-    if echo {
+    let udp = args.first().is_some_and(|a| a == "--udp");
+    if echo || udp {
         args.remove(0);
     }
     let addr = args
@@ -71,11 +74,27 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match run(addr, echo) {
+    let result = if udp { run_udp(addr) } else { run(addr, echo) };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("relay-floor: {e}");
             ExitCode::from(1)
+        }
+    }
+}
+
+/// UDP echo at its barest: each datagram straight back to its sender.
+fn run_udp(addr: SocketAddr) -> io::Result<()> {
+    let socket = std::net::UdpSocket::bind(addr)?;
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        match socket.recv_from(&mut buf) {
+            Ok((n, from)) => {
+                let _ = socket.send_to(&buf[..n], from);
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
     }
 }

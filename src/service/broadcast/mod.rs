@@ -694,7 +694,7 @@ impl Service for Broadcast {
         }
     }
 
-    fn on_open(&mut self, _ctx: &mut Ctx<'_>, conn: ConnId, _peer: std::net::SocketAddr) {
+    fn on_open(&mut self, _ctx: &mut Ctx<'_>, conn: ConnId, _peer: &crate::reactor::Peer) {
         self.add_member(conn);
         if !self.named {
             self.join(conn, 0);
@@ -863,7 +863,7 @@ mod tests {
 
     fn open(fake: &mut FakeCtx, service: &mut Broadcast) -> ConnId {
         let conn = fake.open();
-        service.on_open(&mut fake.ctx(), conn, PEER);
+        service.on_open(&mut fake.ctx(), conn, &PEER.into());
         conn
     }
 
