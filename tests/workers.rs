@@ -388,3 +388,58 @@ mod panic {
         assert_eq!(ends.iter().filter(|e| e.is_clean()).count(), 1, "{ends:?}");
     }
 }
+
+#[test]
+fn a_unix_client_on_worker_0_shares_a_room_with_tcp_clients_on_both_workers() {
+    use std::os::unix::net::UnixStream;
+    let dir = std::env::temp_dir().join(format!("framecast-workers-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("room.sock");
+    let unix_listen = format!("unix:{}", path.display());
+    let daemon = Daemon::start(&[
+        "--workers",
+        "2",
+        "--mode",
+        "broadcast",
+        "--greeting",
+        "hi",
+        "--admin",
+        "127.0.0.1:0",
+        "--listen",
+        "127.0.0.1:0",
+        "--listen",
+        &unix_listen,
+    ]);
+    assert_eq!(daemon.listeners.len(), 2, "{:?}", daemon.listeners);
+    let mut unix = UnixStream::connect(&path).unwrap();
+    unix.set_read_timeout(Some(TIMEOUT)).unwrap();
+    assert_eq!(read_frame_u32be(&mut unix).as_deref(), Some(&b"hi"[..]));
+    let mut tcp = spread_clients(&daemon, 2);
+    // Every member is in the room on its worker once the worker has counted it.
+    wait_stat(&daemon, "connections_open", tcp.len() as u64 + 1);
+    unix.write_all(&frame_u32be(b"from unix")).unwrap();
+    for client in &mut tcp {
+        assert_eq!(read_frame_u32be(client).as_deref(), Some(&b"from unix"[..]));
+    }
+    tcp[0].write_all(&frame_u32be(b"from tcp")).unwrap();
+    assert_eq!(read_frame_u32be(&mut unix).as_deref(), Some(&b"from tcp"[..]));
+    drop(daemon);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn udp_echo_is_served_with_two_workers() {
+    use std::net::UdpSocket;
+    let daemon = Daemon::start(&["--workers", "2", "--listen", "udp://127.0.0.1:0"]);
+    // Several senders: the kernel hashes each to a worker; every one is answered.
+    for i in 0..16u8 {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.set_read_timeout(Some(TIMEOUT)).unwrap();
+        let datagram = vec![i; 100 + usize::from(i)];
+        socket.send_to(&datagram, daemon.addr).unwrap();
+        let mut buf = [0u8; 512];
+        let (n, from) = socket.recv_from(&mut buf).unwrap();
+        assert_eq!(from, daemon.addr);
+        assert_eq!(&buf[..n], &datagram[..], "sender {i}");
+    }
+}
