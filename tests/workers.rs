@@ -422,7 +422,10 @@ fn a_unix_client_on_worker_0_shares_a_room_with_tcp_clients_on_both_workers() {
         assert_eq!(read_frame_u32be(client).as_deref(), Some(&b"from unix"[..]));
     }
     tcp[0].write_all(&frame_u32be(b"from tcp")).unwrap();
-    assert_eq!(read_frame_u32be(&mut unix).as_deref(), Some(&b"from tcp"[..]));
+    assert_eq!(
+        read_frame_u32be(&mut unix).as_deref(),
+        Some(&b"from tcp"[..])
+    );
     drop(daemon);
     let _ = std::fs::remove_dir_all(&dir);
 }
