@@ -452,3 +452,36 @@ fn a_frame_over_the_servers_max_payload_stays_local_and_is_counted() {
     assert_eq!(bridge_stat(&a, "dropped_oversize"), 1);
     assert!(a.stderr().contains("max payload 1024 B"), "{}", a.stderr());
 }
+
+#[test]
+fn an_idle_timeout_shorter_than_natss_pings_does_not_drop_a_quiet_bridge() {
+    if !have_nats() {
+        return;
+    }
+    let server = nats(free_port(), &[]);
+    let url = format!("nats://127.0.0.1:{}", server.port);
+    let start = |url: &str| {
+        let daemon = Daemon::start(&[
+            "--mode",
+            "broadcast",
+            "--rooms",
+            "--bridge",
+            url,
+            "--idle-timeout",
+            "400ms",
+            "--admin",
+            "127.0.0.1:0",
+        ]);
+        daemon.wait_for_log("bridge: connected to");
+        daemon
+    };
+    let (a, b) = (start(&url), start(&url));
+    // Quiet for several idle timeouts: the bridge's own PINGs keep it open.
+    thread::sleep(Duration::from_millis(1500));
+    assert_eq!(bridge_stat(&a, "outages"), 0, "{}", a.stderr());
+    assert_eq!(bridge_stat(&b, "outages"), 0, "{}", b.stderr());
+    assert_eq!(bridge_stat(&a, "connects"), 1);
+    let mut a1 = join(&a, "chat", 1);
+    let b1 = join(&b, "chat", 1);
+    probe_until_crossed(&mut a1, &b1);
+}

@@ -51,6 +51,9 @@ pub struct Connection {
     pub output: Output,
     /// Where the connection is in its life.
     pub phase: Phase,
+    /// Opened by the service ([`super::Ctx::connect`]), not accepted: it speaks the
+    /// service's own protocol, so the reactor never writes a goodbye on it.
+    pub outbound: bool,
     /// The peer has closed its sending side (end of stream read).
     pub eof: bool,
     /// The poller reported a hang-up or an error: read until end of stream or the
@@ -126,6 +129,7 @@ impl Connection {
             codec,
             output: Output::default(),
             phase: Phase::Open,
+            outbound: false,
             eof: false,
             hup: false,
             readable: false,

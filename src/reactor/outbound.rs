@@ -43,6 +43,7 @@ impl Core {
         let codec = Codec::new(Framing::Raw, self.config.max_frame);
         let mut conn = Connection::new(stream, Peer::Ip(addr), self.next_serial, codec, self.now);
         conn.registered = interest;
+        conn.outbound = true;
         entry.insert(Entry::Stream(conn));
         self.open += 1;
         debug!("{addr}: connecting (token {key})");

@@ -716,7 +716,7 @@ impl Core {
         let Some(conn) = stream_mut(&mut self.entries, key) else {
             return;
         };
-        if conn.phase != Phase::Open {
+        if conn.phase != Phase::Open || conn.outbound {
             return;
         }
         if let Some(frame) = goodbye_frame(&conn.codec, why) {

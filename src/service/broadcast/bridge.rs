@@ -35,6 +35,10 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// The service timer tag of a reconnect (broadcast's own timers never set the top
 /// bit: theirs are a connection key and a stretch count).
 pub(super) const RECONNECT: u64 = 1 << 63;
+/// The timer tag of a keepalive `PING`, sent while `--idle-timeout` is shorter than
+/// the server's own ping interval (2 minutes), so the idle timer never closes the
+/// bridge for being quiet.
+pub(super) const KEEPALIVE: u64 = RECONNECT | 1;
 /// The subscription id of the bridge's one subscription.
 const SID: u64 = 1;
 
@@ -98,12 +102,15 @@ pub(super) struct Bridge {
     pub(super) named: bool,
     /// The daemon is shutting down: the connection is closed and not made again.
     closing: bool,
+    /// A keepalive timer is set (one at a time, across reconnects).
+    keepalive_set: bool,
 }
 
 impl Bridge {
     pub(super) fn new(config: BridgeConfig, named: bool) -> Bridge {
         Bridge {
             closing: false,
+            keepalive_set: false,
             named,
             config,
             conn: None,
@@ -266,6 +273,7 @@ impl Bridge {
     fn ready(&mut self, ctx: &mut Ctx<'_>, max_payload: usize) {
         self.state = State::Ready { max_payload };
         self.backoff = MIN_BACKOFF;
+        self.arm_keepalive(ctx);
         self.counts.connects += 1;
         match self.down_since.take() {
             Some(since) if self.counts.connects > 1 || self.counts.dropped_down > 0 => info!(
@@ -278,6 +286,26 @@ impl Bridge {
                 "bridge: connected to {}, subscribed (max payload {max_payload} B)",
                 self.config.url
             ),
+        }
+    }
+
+    /// With an idle timeout, a `PING` every half of it: the server's `PONG` is traffic,
+    /// so a quiet bridge is never taken for an idle client.
+    fn arm_keepalive(&mut self, ctx: &mut Ctx<'_>) {
+        if let (Some(idle), false) = (ctx.config().idle_timeout, self.keepalive_set) {
+            ctx.set_timer(ctx.now() + idle / 2, KEEPALIVE);
+            self.keepalive_set = true;
+        }
+    }
+
+    /// The keepalive timer fired: a `PING` while the bridge is up, and the next one set.
+    pub(super) fn keepalive(&mut self, ctx: &mut Ctx<'_>) {
+        self.keepalive_set = false;
+        if let (Some(conn), State::Ready { .. }, false) = (self.conn, self.state, self.closing) {
+            let mut out = BytesMut::new();
+            nats::ping(&mut out);
+            ctx.send(conn, out.freeze());
+            self.arm_keepalive(ctx);
         }
     }
 

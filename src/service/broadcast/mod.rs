@@ -767,6 +767,12 @@ impl Service for Broadcast {
             self.bridge_connect(ctx);
             return;
         }
+        if tag == bridge::KEEPALIVE {
+            if let Some(bridge) = self.bridge.as_mut() {
+                bridge.keepalive(ctx);
+            }
+            return;
+        }
         let (key, stretch) = (tag >> 32, tag as u32);
         let Some(m) = usize::try_from(key)
             .ok()
