@@ -11,27 +11,36 @@ fn sock_path(name: &str) -> std::path::PathBuf {
     std::env::temp_dir().join(format!("framecast-{}-{name}.sock", std::process::id()))
 }
 
-#[test]
-fn unix_echo_and_the_socket_file_is_removed_at_exit() {
-    let path = sock_path("echo");
+/// A line-framed echo daemon on a TCP port and on the Unix socket at `path`.
+fn line_daemon_on(path: &std::path::Path) -> Daemon {
     let unix = format!("unix:{}", path.display());
-    let mut daemon = Daemon::start(&[
+    Daemon::start(&[
         "--framing",
         "line",
         "--listen",
         "127.0.0.1:0",
         "--listen",
         &unix,
-    ]);
-    let mut stream = UnixStream::connect(&path).expect("connect to the unix listener");
+    ])
+}
+
+/// Sends `text` (whole lines) over the Unix socket at `path` and asserts it comes back.
+fn assert_unix_echo(path: &std::path::Path, text: &[u8]) {
+    let mut stream = UnixStream::connect(path).expect("connect to the unix listener");
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
-    stream.write_all(b"hello\nworld\n").expect("write");
-    let mut got = vec![0; 12];
+    stream.write_all(text).expect("write");
+    let mut got = vec![0; text.len()];
     stream.read_exact(&mut got).expect("read the echo");
-    assert_eq!(got, b"hello\nworld\n");
-    drop(stream);
+    assert_eq!(got, text);
+}
+
+#[test]
+fn unix_echo_and_the_socket_file_is_removed_at_exit() {
+    let path = sock_path("echo");
+    let mut daemon = line_daemon_on(&path);
+    assert_unix_echo(&path, b"hello\nworld\n");
     daemon.signal("TERM");
     assert_eq!(daemon.wait_exit(Duration::from_secs(10)), Some(0));
     assert!(
@@ -80,24 +89,8 @@ fn a_stale_socket_file_is_replaced() {
     // Bound and dropped: the file stays, nothing listens on it.
     drop(std::os::unix::net::UnixListener::bind(&path).expect("bind the stale socket"));
     assert!(path.exists());
-    let unix = format!("unix:{}", path.display());
-    let mut daemon = Daemon::start(&[
-        "--framing",
-        "line",
-        "--listen",
-        "127.0.0.1:0",
-        "--listen",
-        &unix,
-    ]);
-    let mut stream = UnixStream::connect(&path).expect("connect to the replaced socket");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    stream.write_all(b"again\n").expect("write");
-    let mut got = vec![0; 6];
-    stream.read_exact(&mut got).expect("read the echo");
-    assert_eq!(got, b"again\n");
-    drop(stream);
+    let mut daemon = line_daemon_on(&path);
+    assert_unix_echo(&path, b"again\n");
     daemon.signal("TERM");
     assert_eq!(daemon.wait_exit(Duration::from_secs(10)), Some(0));
 }
@@ -106,14 +99,7 @@ fn a_stale_socket_file_is_replaced() {
 fn a_live_socket_is_refused_and_its_owner_keeps_serving() {
     let path = sock_path("live");
     let unix = format!("unix:{}", path.display());
-    let mut first = Daemon::start(&[
-        "--framing",
-        "line",
-        "--listen",
-        "127.0.0.1:0",
-        "--listen",
-        &unix,
-    ]);
+    let mut first = line_daemon_on(&path);
     let out = std::process::Command::new(daemon_exe())
         .args(["--listen", &unix])
         .output()
@@ -124,15 +110,8 @@ fn a_live_socket_is_refused_and_its_owner_keeps_serving() {
         stderr.contains(&path.display().to_string()),
         "stderr: {stderr}"
     );
-    let mut stream = UnixStream::connect(&path).expect("the first daemon still listens");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    stream.write_all(b"still\n").expect("write");
-    let mut got = vec![0; 6];
-    stream.read_exact(&mut got).expect("read the echo");
-    assert_eq!(got, b"still\n");
-    drop(stream);
+    // The first daemon still listens.
+    assert_unix_echo(&path, b"still\n");
     first.signal("TERM");
     assert_eq!(first.wait_exit(Duration::from_secs(10)), Some(0));
 }
