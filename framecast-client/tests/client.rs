@@ -382,13 +382,13 @@ fn timeout_bounds_the_whole_run() {
 }
 
 #[test]
-fn bad_flags_and_later_transports_are_usage_errors() {
+fn bad_flags_an_empty_unix_path_and_tls_without_a_ca_are_usage_errors() {
     for args in [
         &["--framing", "u24"][..],
         &["--wait", "soon"],
         &["--count", "0"],
         &["--bogus"],
-        &["tls://127.0.0.1:7070"],
+        &["tls://127.0.0.1:7070"], // refused before any connect: no --tls-ca
         &["unix:"],
         &["--framing", "line", "--send", "two\nlines"],
     ] {
