@@ -7,11 +7,10 @@
 use std::io::{self, Write};
 use std::net::{SocketAddr, UdpSocket as StdUdpSocket};
 use std::sync::mpsc::TryRecvError;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::net::UdpSocket;
-use mio::{Events, Interest, Poll, Token, Waker};
+use mio::{Events, Interest, Poll, Token};
 
 use crate::args::Args;
 use crate::failure::{describe, Failure};
@@ -50,16 +49,7 @@ pub fn run(args: &Args, deadline: Option<(Instant, Duration)>) -> Result<(), Fai
         .register(&mut socket, SOCKET, Interest::READABLE)
         .map_err(|e| Failure::Local(format!("poll: {e}")))?;
     let mut pending: Vec<Vec<u8>> = args.send.iter().map(|t| t.as_bytes().to_vec()).collect();
-    let (input, _waker) = if args.is_scripted() {
-        (None, None)
-    } else {
-        let waker = Waker::new(poll.registry(), WAKER)
-            .map(Arc::new)
-            .map_err(|e| Failure::Local(format!("cannot poll: {e}")))?;
-        let input = input::spawn(Arc::clone(&waker))
-            .map_err(|e| Failure::Local(format!("cannot read stdin: {e}")))?;
-        (Some(input), Some(waker))
-    };
+    let (input, _waker) = input::attach(args.is_scripted(), poll.registry(), WAKER)?.unzip();
     let mut input = input;
     let mut quiet_until = None;
     let mut received = 0u64;

@@ -8,7 +8,9 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread;
 
-use mio::Waker;
+use mio::{Registry, Token, Waker};
+
+use crate::failure::Failure;
 
 /// Lines the thread may read ahead of the loop: it blocks after that, so a fast pipe on
 /// stdin waits for a slow server instead of filling memory.
@@ -32,6 +34,27 @@ pub fn spawn(waker: Arc<Waker>) -> io::Result<Receiver<Input>> {
         .name("stdin".into())
         .spawn(move || read_lines(&tx, &waker))?;
     Ok(rx)
+}
+
+/// The stdin thread's lines and the waker that keeps it registered.
+pub type Attached = (Receiver<Input>, Arc<Waker>);
+
+/// Unless the run is scripted (`--send`, `--send-file`: stdin is not read then), a
+/// waker registered under `token` and the stdin thread that wakes the loop with it.
+pub fn attach(
+    scripted: bool,
+    registry: &Registry,
+    token: Token,
+) -> Result<Option<Attached>, Failure> {
+    if scripted {
+        return Ok(None);
+    }
+    let waker = Waker::new(registry, token)
+        .map(Arc::new)
+        .map_err(|e| Failure::Local(format!("cannot poll: {e}")))?;
+    let input =
+        spawn(Arc::clone(&waker)).map_err(|e| Failure::Local(format!("cannot read stdin: {e}")))?;
+    Ok(Some((input, waker)))
 }
 
 fn read_lines(tx: &SyncSender<Input>, waker: &Waker) {

@@ -68,22 +68,13 @@ pub fn run(args: &Args) -> Result<(), Failure> {
     }
     let stream = connect(args, deadline)?;
     let poll = Poll::new().map_err(|e| Failure::Local(format!("cannot poll: {e}")))?;
-    let (input, waker) = if args.is_scripted() {
-        (None, None)
-    } else {
-        let waker = Waker::new(poll.registry(), WAKER)
-            .map(Arc::new)
-            .map_err(|e| Failure::Local(format!("cannot poll: {e}")))?;
-        let input = input::spawn(Arc::clone(&waker))
-            .map_err(|e| Failure::Local(format!("cannot read stdin: {e}")))?;
-        if io::stdin().is_terminal() && io::stderr().is_terminal() {
-            eprintln!(
-                "connected to {} ({}): each line is sent as a frame; Ctrl-D ends, Ctrl-C quits",
-                args.addr, args.framing
-            );
-        }
-        (Some(input), Some(waker))
-    };
+    let (input, waker) = input::attach(args.is_scripted(), poll.registry(), WAKER)?.unzip();
+    if input.is_some() && io::stdin().is_terminal() && io::stderr().is_terminal() {
+        eprintln!(
+            "connected to {} ({}): each line is sent as a frame; Ctrl-D ends, Ctrl-C quits",
+            args.addr, args.framing
+        );
+    }
     Session {
         poll,
         _waker: waker,
