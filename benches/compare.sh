@@ -6,9 +6,11 @@
 # connection at depth 1), each run RUNS times, medians printed in one table; and the
 # loopback round-trip floor from sockperf, if installed. Then broadcast 1 -> 100 against
 # benches/relay-floor (the least a relay can do: one plain write per recipient per read)
-# and ncat --broker, if installed. Then C10K: C10K_CONNS idle connections (the servers'
-# RSS per connection), and open-loop p50/p99/p99.9 at the rates in C10K_RATES over as
-# many connections, framecast against tokio-echo.
+# and ncat --broker, if installed. Then C10K: the servers' RSS per connection over
+# C10K_CONNS connections, idle and quiet after one frame each, and open-loop
+# p50/p99/p99.9 at the rates in C10K_RATES over as many connections, framecast (u32be,
+# and raw: the same bytes and bench work as against tokio-echo) against tokio-echo,
+# with the hypervisor's steal during each run.
 #
 #   benches/compare.sh                      # RUNS=3 DURATION=5 WARMUP=1
 #   RUNS=5 DURATION=10 benches/compare.sh
@@ -66,6 +68,7 @@ start_server() {
   local name=$1 port=$2
   case $name in
     framecast-c10k) taskset -c "$SERVER_CPU" "$FRAMECAST" --listen "127.0.0.1:$port" --framing u32be --max-connections $((C10K_CONNS + 100)) >"$WORK/server.out" 2>&1 & ;;
+    framecast-c10k-raw) taskset -c "$SERVER_CPU" "$FRAMECAST" --listen "127.0.0.1:$port" --framing raw --max-connections $((C10K_CONNS + 100)) >"$WORK/server.out" 2>&1 & ;;
     framecast-u32be) taskset -c "$SERVER_CPU" "$FRAMECAST" --listen "127.0.0.1:$port" --framing u32be >"$WORK/server.out" 2>&1 & ;;
     framecast-raw) taskset -c "$SERVER_CPU" "$FRAMECAST" --listen "127.0.0.1:$port" --framing raw >"$WORK/server.out" 2>&1 & ;;
     framecast-splice) taskset -c "$SERVER_CPU" "$FRAMECAST" --listen "127.0.0.1:$port" --framing raw --splice >"$WORK/server.out" 2>&1 & ;;
@@ -171,47 +174,73 @@ fi
 # frames ahead of its slowest subscriber: framecast --mode broadcast against relay-floor
 # and ncat --broker (raw relays), if built and installed. Frames/s here are deliveries;
 # µs/f is per delivery.
-C10K_SERVERS=(framecast-c10k)
+C10K_SERVERS=(framecast-c10k framecast-c10k-raw)
 [[ -n "$TOKIO_ECHO" ]] && C10K_SERVERS+=(tokio-echo)
+
+# framing_of SERVER: what the bench speaks to it (tokio-echo and --framing raw: raw bytes).
+framing_of() { case $1 in tokio-echo | *-raw) echo raw ;; *) echo u32be ;; esac; }
 
 # rss_kib PID: the resident set of a process, in KiB.
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
-# idle_rss SERVER: starts SERVER, holds C10K_CONNS idle connections to it for 2 s and
-# appends its RSS growth per connection (bytes) to $WORK/idle.SERVER.
-idle_rss() {
-  local server=$1 port before after holder
+# held_rss SERVER KIND: starts SERVER and holds C10K_CONNS connections to it; KIND idle
+# sends nothing, quiet sends one 512-byte frame on each and reads its echo. Then, 2.5 s
+# later (past the daemon's 2 s release of quiet buffers), appends the server's RSS growth
+# per connection (bytes) to $WORK/KIND.SERVER.
+held_rss() {
+  local server=$1 kind=$2 port before after holder
   port=$(free_port)
   start_server "$server" "$port"
   before=$(rss_kib "$SERVER_PID")
   taskset -c "$BENCH_CPU" python3 -c '
-import socket, sys, time
-port, n = int(sys.argv[1]), int(sys.argv[2])
+import socket, struct, sys, time
+port, n, kind, framing = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
 held = [socket.create_connection(("127.0.0.1", port)) for _ in range(n)]
+if kind == "quiet":
+    frame = (struct.pack(">I", 512) if framing == "u32be" else b"") + b"q" * 512
+    for s in held:
+        s.sendall(frame)
+    for s in held:
+        got = b""
+        while len(got) < len(frame):
+            chunk = s.recv(len(frame) - len(got))
+            if not chunk:
+                sys.exit("closed before the echo came back")
+            got += chunk
+        if got != frame:
+            sys.exit("the echo differs")
 print("up", flush=True)
 time.sleep(30)
-' "$port" "$C10K_CONNS" >"$WORK/holder.out" 2>&1 &
+' "$port" "$C10K_CONNS" "$kind" "$(framing_of "$server")" >"$WORK/holder.out" 2>&1 &
   holder=$!
   for _ in $(seq 600); do grep -q up "$WORK/holder.out" 2>/dev/null && break; sleep 0.1; done
-  sleep 2
+  sleep 2.5
   after=$(rss_kib "$SERVER_PID")
   kill "$holder" 2>/dev/null || true
   wait "$holder" 2>/dev/null || true
   stop_server
   if grep -q up "$WORK/holder.out"; then
-    awk -v a="$after" -v b="$before" -v n="$C10K_CONNS" 'BEGIN { printf "%.0f\n", (a - b) * 1024 / n }' >>"$WORK/idle.$server"
+    awk -v a="$after" -v b="$before" -v n="$C10K_CONNS" 'BEGIN { printf "%.0f\n", (a - b) * 1024 / n }' >>"$WORK/$kind.$server"
   else
-    echo "idle connections to $server failed: $(tail -1 "$WORK/holder.out")" >&2
+    echo "$kind connections to $server failed: $(tail -1 "$WORK/holder.out")" >&2
   fi
 }
+
+# cpu_ticks CPU: "steal total" jiffies of one CPU since boot, from /proc/stat.
+cpu_ticks() { awk -v c="cpu$1" '$1 == c { t = 0; for (i = 2; i <= 9; i++) t += $i; print $9, t }' /proc/stat; }
+
+# steal_pct BEFORE AFTER: the share of a CPU's time its hypervisor took (steal), in %.
+steal_pct() { awk -v b="$1" -v a="$2" 'BEGIN { split(b, x, " "); split(a, y, " "); t = y[2] - x[2]; printf "%.1f", (t > 0 ? 100 * (y[1] - x[1]) / t : 0) }'; }
 
 # run_c10k SERVER RATE: one open-loop run over C10K_CONNS connections; appends p50,
 # p99, p99.9 (µs), the bench's pacing p99 (µs), both CPU figures and errors.
 run_c10k() {
-  local server=$1 rate=$2 framing=u32be port json
-  [[ $server == tokio-echo ]] && framing=raw
+  local server=$1 rate=$2 framing port json s0 b0
+  framing=$(framing_of "$server")
   port=$(free_port)
   start_server "$server" "$port"
+  s0=$(cpu_ticks "$SERVER_CPU")
+  b0=$(cpu_ticks "$BENCH_CPU")
   json=$(timeout "$((LIMIT + 60))" taskset -c "$BENCH_CPU" "$BENCH" "$port" -c "$C10K_CONNS" -R "$rate" \
     --framing "$framing" --size 512 --duration "$DURATION" --warmup "$WARMUP" --server-pid "$SERVER_PID" --json \
     2>"$WORK/bench.err") || true
@@ -220,20 +249,26 @@ run_c10k() {
     echo "run failed: c10k $rate $server: $(tail -1 "$WORK/bench.err")" >&2
     return 0
   fi
-  echo "$(field "$json" p50) $(field "$json" p99) $(field "$json" p99_9) $(field "$json" late_p99) $(field "$json" server_us_per_frame) $(field "$json" bench_us_per_frame) $(field "$json" total)" >>"$WORK/c10k.$rate.$server"
+  echo "$(field "$json" p50) $(field "$json" p99) $(field "$json" p99_9) $(field "$json" late_p99) $(field "$json" server_us_per_frame) $(field "$json" bench_us_per_frame) $(field "$json" total) $(steal_pct "$s0" "$(cpu_ticks "$SERVER_CPU")") $(steal_pct "$b0" "$(cpu_ticks "$BENCH_CPU")")" >>"$WORK/c10k.$rate.$server"
 }
 
 echo
 echo "C10K: $C10K_CONNS connections, 512-byte frames"
-rm -f "$WORK"/idle.* "$WORK"/c10k.*
+rm -f "$WORK"/idle.* "$WORK"/quiet.* "$WORK"/c10k.*
 for _ in $(seq "$RUNS"); do
-  for server in "${C10K_SERVERS[@]}"; do idle_rss "$server"; done
+  for server in "${C10K_SERVERS[@]}"; do
+    held_rss "$server" idle
+    held_rss "$server" quiet
+  done
 done
-for server in "${C10K_SERVERS[@]}"; do
-  [[ -s "$WORK/idle.$server" ]] || continue
-  printf '  idle RSS per connection  %-16s %8.0f B\n' "$server" "$(median <"$WORK/idle.$server")"
+for kind in idle quiet; do
+  for server in "${C10K_SERVERS[@]}"; do
+    [[ -s "$WORK/$kind.$server" ]] || continue
+    printf '  %-5s RSS per connection %-18s %8.0f B\n' "$kind" "$server" "$(median <"$WORK/$kind.$server")"
+  done
 done
-printf '  %-9s %-16s %9s %9s %9s %10s %10s %10s %6s\n' rate server "p50 µs" "p99 µs" "p99.9 µs" "late p99" "srv µs/f" "bench µs/f" errors
+echo "  (idle: connected, nothing sent; quiet: one 512-byte frame echoed on each, then 2.5 s quiet)"
+printf '  %-5s %-18s %9s %9s %9s %9s %9s %10s %6s %7s\n' rate server "p50 µs" "p99 µs" "p99.9 µs" "late p99" "srv µs/f" "bench µs/f" errors "steal %"
 for rate in $C10K_RATES; do
   for _ in $(seq "$RUNS"); do
     for server in "${C10K_SERVERS[@]}"; do run_c10k "$server" "$rate"; done
@@ -242,12 +277,13 @@ for rate in $C10K_RATES; do
     f="$WORK/c10k.$rate.$server"
     [[ -s "$f" ]] || continue
     col() { awk -v c="$1" '{print $c}' "$f" | median; }
-    printf '  %-9s %-16s %9.1f %9.1f %9.1f %10.1f %10.3f %10.3f %6s\n' "$rate" "$server" "$(col 1)" "$(col 2)" "$(col 3)" "$(col 4)" \
-      "$(col 5)" "$(col 6)" "$(awk '{s+=$7} END {print s+0}' "$f")"
+    printf '  %-5s %-18s %9.1f %9.1f %9.1f %9.1f %9.3f %10.3f %6s %3s/%-3s\n' "$rate" "$server" "$(col 1)" "$(col 2)" "$(col 3)" "$(col 4)" \
+      "$(col 5)" "$(col 6)" "$(awk '{s+=$7} END {print s+0}' "$f")" "$(col 8)" "$(col 9)"
   done
 done
 echo "  (open loop: latency from each frame's intended send time; 'late p99': how late the bench sent"
-echo "   the frames, its own error; a bench µs/f far above the server's means the bench measures itself)"
+echo "   the frames, its own error; a bench µs/f far above the server's means the bench measures itself;"
+echo "   steal %: the hypervisor's share of the server's / the bench's CPU during the run, from /proc/stat)"
 
 echo
 BROADCAST_SERVERS=(framecast-broadcast)
