@@ -176,9 +176,10 @@ fi
 # µs/f is per delivery.
 C10K_SERVERS=(framecast-c10k framecast-c10k-raw)
 [[ -n "$TOKIO_ECHO" ]] && C10K_SERVERS+=(tokio-echo)
+[[ -n "$RELAY_FLOOR" ]] && C10K_SERVERS+=(echo-floor)
 
-# framing_of SERVER: what the bench speaks to it (tokio-echo and --framing raw: raw bytes).
-framing_of() { case $1 in tokio-echo | *-raw) echo raw ;; *) echo u32be ;; esac; }
+# framing_of SERVER: what the bench speaks to it (raw bytes to all but framecast u32be).
+framing_of() { case $1 in framecast-c10k) echo u32be ;; *) echo raw ;; esac; }
 
 # rss_kib PID: the resident set of a process, in KiB.
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
