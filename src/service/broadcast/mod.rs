@@ -11,10 +11,17 @@
 //! its slowest live reader, and memory stays within the cap plus one read per
 //! publisher. The sender's own echo is held back by the reactor's backpressure like
 //! any output of its own.
+//!
+//! The parts: this file publishes and fans out; `rooms` keeps who is where, `pace` the
+//! holds of that policy (`policy` names the policies and decides each offer), `span`
+//! and `fabric` carry rooms across workers, `bridge` across daemons through NATS.
 
 pub mod bridge;
 pub mod fabric;
+mod pace;
 mod policy;
+mod rooms;
+mod span;
 
 use std::collections::HashMap;
 use std::mem;
@@ -27,11 +34,15 @@ use slab::Slab;
 pub use bridge::{BridgeConfig, BridgeCounts, MAX_BACKOFF, MIN_BACKOFF};
 pub use fabric::{mesh, Fabric, Message};
 pub use policy::{Offer, ParseNameError, SlowConsumer};
+pub use rooms::RoomStats;
 
-use super::report::{Column, Report};
+use pace::Blocker;
+use rooms::Room;
+
+use super::report::Report;
 use super::{Closed, ConnId, Ctx, Frames, Service};
 use crate::reactor::mailbox::Sent;
-use crate::reactor::{Kind, CHUNK_COST};
+use crate::reactor::CHUNK_COST;
 
 /// How long a recipient may keep a publisher waiting in one stretch (policy `pace`).
 pub const DEFAULT_SLOW_CONSUMER_TIMEOUT: Duration = Duration::from_secs(2);
@@ -64,24 +75,6 @@ pub struct Broadcast {
 /// and the connection there.
 type Who = (usize, ConnId);
 
-/// What a publisher waits for before it is read again (policy `pace`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Blocker {
-    /// A recipient past the cap, on this worker or another.
-    Conn(usize, ConnId),
-    /// The link to a worker, past its cap.
-    Link(usize),
-}
-
-/// One room: its members in the order they joined, the recipients of its frames.
-#[derive(Debug, Default)]
-struct Room {
-    name: Bytes,
-    members: Vec<ConnId>,
-    /// Frames published in it.
-    frames: u64,
-}
-
 /// What the service keeps for one connection.
 #[derive(Debug)]
 struct Member {
@@ -98,17 +91,6 @@ struct Member {
     waits_on: Vec<Blocker>,
     /// Counts its holding stretches, so the timer of an ended one is ignored.
     stretch: u32,
-}
-
-/// A room as [`Broadcast::rooms`] reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RoomStats {
-    /// Its name (empty for the one room without `--rooms`).
-    pub name: Bytes,
-    /// Connections in it now.
-    pub members: usize,
-    /// Frames published in it so far.
-    pub frames: u64,
 }
 
 impl Broadcast {
@@ -232,18 +214,6 @@ impl Broadcast {
         self.len() == 0
     }
 
-    /// The rooms now, with their members and frames.
-    pub fn rooms(&self) -> Vec<RoomStats> {
-        self.rooms
-            .iter()
-            .map(|(_, r)| RoomStats {
-                name: r.name.clone(),
-                members: r.members.len(),
-                frames: r.frames,
-            })
-            .collect()
-    }
-
     fn member(&mut self, id: ConnId) -> Option<&mut Member> {
         self.slots
             .get_mut(id.key())
@@ -313,27 +283,6 @@ impl Broadcast {
         }
     }
 
-    /// Policy `pace`: local `publisher` waits for the link to worker `to`.
-    fn hold_on_link(&mut self, ctx: &mut Ctx<'_>, publisher: ConnId, to: usize) {
-        let Some(held) = self.fabric.as_mut().and_then(|f| f.held.get_mut(to)) else {
-            return;
-        };
-        if held.contains(&publisher) {
-            return;
-        }
-        held.push(publisher);
-        debug!(
-            "{}: the link to worker {to} is past its cap: holding the publisher",
-            peer(ctx, publisher)
-        );
-        if let Some(p) = self.member(publisher) {
-            p.waits_on.push(Blocker::Link(to));
-            if p.waits_on.len() == 1 {
-                ctx.pause(publisher);
-            }
-        }
-    }
-
     /// Offers `frames` to every member of `room` but `from` (if `from` is here).
     fn fan_out(&mut self, ctx: &mut Ctx<'_>, room: usize, from: Who, frames: &Bytes, count: u64) {
         let (cap, policy, me) = (ctx.config().max_output, self.policy, self.me());
@@ -391,294 +340,6 @@ impl Broadcast {
         }
         for to in holds {
             self.hold(ctx, from, to);
-        }
-    }
-
-    /// Takes every message the other workers have queued for this one.
-    fn take_inbox(&mut self, ctx: &mut Ctx<'_>) {
-        let links = self.fabric.as_ref().map_or(0, |f| f.inbox.len());
-        for i in 0..links {
-            loop {
-                let Some((from, message)) = self
-                    .fabric
-                    .as_ref()
-                    .and_then(|f| f.inbox.get(i))
-                    .and_then(|(from, rx)| rx.try_recv().map(|m| (*from, m)))
-                else {
-                    break;
-                };
-                self.receive(ctx, from, message);
-            }
-        }
-        self.check_links(ctx);
-    }
-
-    /// Policy `pace`: `publisher` (here or on another worker) waits for local
-    /// `recipient`, which is past the cap.
-    fn hold(&mut self, ctx: &mut Ctx<'_>, publisher: Who, recipient: ConnId) {
-        let (now, timeout, me) = (ctx.now(), self.timeout, self.me());
-        let Some(r) = self.member(recipient) else {
-            return;
-        };
-        if r.holding.contains(&publisher) {
-            return;
-        }
-        r.holding.push(publisher);
-        if r.holding.len() == 1 {
-            r.stretch = r.stretch.wrapping_add(1);
-            ctx.set_timer(now + timeout, timer_tag(recipient, r.stretch));
-        }
-        match publisher {
-            (worker, publisher) if worker == me => {
-                self.wait(ctx, publisher, Blocker::Conn(me, recipient));
-            }
-            (worker, publisher) => {
-                if let Some(fabric) = &self.fabric {
-                    fabric.tell(
-                        worker,
-                        Message::Hold {
-                            publisher,
-                            recipient,
-                        },
-                    );
-                }
-            }
-        }
-    }
-
-    /// Local `publisher` waits for `blocker` too: read no further.
-    fn wait(&mut self, ctx: &mut Ctx<'_>, publisher: ConnId, blocker: Blocker) {
-        if let Some(p) = self.member(publisher) {
-            if !p.waits_on.contains(&blocker) {
-                p.waits_on.push(blocker);
-            }
-            if p.waits_on.len() == 1 {
-                ctx.pause(publisher);
-            }
-        }
-    }
-
-    /// Local `publisher` waits for `blocker` no more: read again once it waits for
-    /// nothing.
-    fn unwait(&mut self, ctx: &mut Ctx<'_>, publisher: ConnId, blocker: Blocker) {
-        if let Some(p) = self.member(publisher) {
-            let before = p.waits_on.len();
-            p.waits_on.retain(|&x| x != blocker);
-            if before > 0 && p.waits_on.is_empty() {
-                ctx.resume(publisher);
-            }
-        }
-    }
-
-    /// `recipient` drained or left: the publishers it held, on any worker, may go on,
-    /// each once nobody else holds it.
-    fn release(&mut self, ctx: &mut Ctx<'_>, recipient: ConnId) {
-        let me = self.me();
-        let Some(r) = self.member(recipient) else {
-            return;
-        };
-        for (worker, publisher) in mem::take(&mut r.holding) {
-            if worker == me {
-                self.unwait(ctx, publisher, Blocker::Conn(me, recipient));
-            } else if let Some(fabric) = &self.fabric {
-                fabric.tell(
-                    worker,
-                    Message::Release {
-                        publisher,
-                        recipient,
-                    },
-                );
-            }
-        }
-    }
-
-    /// Local `publisher` left: the recipients (and links) holding it hold it no more.
-    fn forget(&mut self, publisher: ConnId) {
-        let me = self.me();
-        let Some(p) = self.member(publisher) else {
-            return;
-        };
-        for blocker in mem::take(&mut p.waits_on) {
-            match blocker {
-                Blocker::Conn(worker, recipient) if worker == me => {
-                    if let Some(r) = self.member(recipient) {
-                        r.holding.retain(|&x| x != (me, publisher));
-                    }
-                }
-                Blocker::Conn(worker, recipient) => {
-                    if let Some(fabric) = &self.fabric {
-                        fabric.tell(
-                            worker,
-                            Message::Forget {
-                                publisher,
-                                recipient,
-                            },
-                        );
-                    }
-                }
-                Blocker::Link(worker) => {
-                    if let Some(held) = self.fabric.as_mut().and_then(|f| f.held.get_mut(worker)) {
-                        held.retain(|&x| x != publisher);
-                    }
-                }
-            }
-        }
-    }
-
-    /// Acts on a message from worker `from`.
-    fn receive(&mut self, ctx: &mut Ctx<'_>, from: usize, message: Message) {
-        match message {
-            Message::Frames {
-                publisher,
-                room,
-                frames,
-                count,
-            } => {
-                let room = if self.named {
-                    self.by_name.get(&room).copied()
-                } else {
-                    Some(0)
-                };
-                if let Some(room) = room {
-                    self.fan_out(ctx, room, (from, publisher), &frames, count);
-                }
-            }
-            Message::Hold {
-                publisher,
-                recipient,
-            } => self.wait(ctx, publisher, Blocker::Conn(from, recipient)),
-            Message::Release {
-                publisher,
-                recipient,
-            } => self.unwait(ctx, publisher, Blocker::Conn(from, recipient)),
-            Message::Forget {
-                publisher,
-                recipient,
-            } => {
-                if let Some(r) = self.member(recipient) {
-                    r.holding.retain(|&x| x != (from, publisher));
-                }
-            }
-        }
-    }
-
-    /// After the inbox: publishers held on a link that has room again go on; a
-    /// worker gone (stopped, or panicked) holds nobody and is sent nothing more.
-    fn check_links(&mut self, ctx: &mut Ctx<'_>) {
-        let Some(fabric) = self.fabric.as_mut() else {
-            return;
-        };
-        let mut freed: Vec<(usize, ConnId)> = Vec::new();
-        let mut gone = Vec::new();
-        for (worker, out) in fabric.out.iter_mut().enumerate() {
-            let Some(link) = out else {
-                continue;
-            };
-            let closed = link.is_closed();
-            if closed || link.has_room() {
-                if let Some(held) = fabric.held.get_mut(worker) {
-                    freed.extend(held.drain(..).map(|p| (worker, p)));
-                }
-            }
-            if closed {
-                *out = None;
-                gone.push(worker);
-            }
-        }
-        for (worker, publisher) in freed {
-            self.unwait(ctx, publisher, Blocker::Link(worker));
-        }
-        for worker in gone {
-            info!("broadcast: worker {worker} is gone; its members are no longer reached");
-            let ids: Vec<ConnId> = self.slots.iter().flatten().map(|m| m.id).collect();
-            for id in ids {
-                let held: Vec<Blocker> = self
-                    .member(id)
-                    .map(|m| {
-                        m.holding.retain(|&(w, _)| w != worker);
-                        m.waits_on
-                            .iter()
-                            .copied()
-                            .filter(|b| matches!(b, Blocker::Conn(w, _) if *w == worker))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                for blocker in held {
-                    self.unwait(ctx, id, blocker);
-                }
-            }
-        }
-    }
-
-    /// `conn` joins the room its first frame names; false (and `conn` is closed) if
-    /// the name is empty or too long.
-    fn join_named(&mut self, ctx: &mut Ctx<'_>, conn: ConnId, name: &[u8]) -> bool {
-        if name.is_empty() || name.len() > MAX_ROOM_NAME {
-            info!(
-                "{}: a room name of {} bytes (1 to {MAX_ROOM_NAME}); closing",
-                peer(ctx, conn),
-                name.len()
-            );
-            ctx.close_for(conn, "a room name is 1 to 255 bytes", Closed::Service);
-            return false;
-        }
-        let room = match self.by_name.get(name) {
-            Some(&room) => room,
-            None => {
-                let name = Bytes::copy_from_slice(name);
-                let room = self.rooms.insert(Room {
-                    name: name.clone(),
-                    ..Room::default()
-                });
-                self.by_name.insert(name, room);
-                room
-            }
-        };
-        self.join(conn, room);
-        if let Some(r) = self.rooms.get(room) {
-            debug!(
-                "{}: joined room {:?} ({} members)",
-                peer(ctx, conn),
-                String::from_utf8_lossy(name),
-                r.members.len()
-            );
-        }
-        true
-    }
-
-    fn join(&mut self, conn: ConnId, room: usize) {
-        let Some(members) = self.rooms.get_mut(room).map(|r| &mut r.members) else {
-            return;
-        };
-        let at = members.len();
-        members.push(conn);
-        if let Some(m) = self.member(conn) {
-            m.room = Some((room, at));
-        }
-    }
-
-    /// Takes `conn` out of its room, and the room away once it is empty (with rooms).
-    fn leave(&mut self, conn: ConnId, room: usize, at: usize) {
-        let Some(r) = self.rooms.get_mut(room) else {
-            return;
-        };
-        if r.members.get(at) != Some(&conn) {
-            return;
-        }
-        r.members.swap_remove(at);
-        let moved = r.members.get(at).copied();
-        let empty = r.members.is_empty();
-        if let Some(m) = moved.and_then(|moved| self.member(moved)) {
-            m.room = Some((room, at));
-        }
-        if empty && self.named {
-            let r = self.rooms.remove(room);
-            self.by_name.remove(&r.name);
-            debug!(
-                "room {:?} closed after {} frames",
-                String::from_utf8_lossy(&r.name),
-                r.frames
-            );
         }
     }
 }
@@ -773,51 +434,11 @@ impl Service for Broadcast {
             }
             return;
         }
-        let (key, stretch) = (tag >> 32, tag as u32);
-        let Some(m) = usize::try_from(key)
-            .ok()
-            .and_then(|k| self.slots.get(k))
-            .and_then(Option::as_ref)
-        else {
-            return;
-        };
-        if m.stretch != stretch || m.holding.is_empty() {
-            return;
-        }
-        let (id, held) = (m.id, m.holding.len());
-        let (cap, backlog) = (ctx.config().max_output, ctx.backlog(m.id).unwrap_or(0));
-        let secs = self.timeout.as_secs_f64();
-        info!(
-            "{}: slow consumer: kept {held} publisher(s) waiting for {secs} s with a backlog of {backlog} bytes (cap {cap}); disconnecting",
-            peer(ctx, id)
-        );
-        ctx.stats_mut().slow_disconnects += 1;
-        self.release(ctx, id);
-        self.forget(id);
-        let why = format!("slow consumer (backlog {backlog} B over the {cap} B cap for {secs} s)");
-        ctx.close_for(id, &why, Closed::SlowConsumer);
+        self.on_hold_timer(ctx, tag);
     }
 
     fn report(&self, report: &mut Report) {
-        const COLUMNS: &[Column] = &[
-            Column {
-                name: "members",
-                kind: Kind::Gauge,
-                help: "Connections in the room now.",
-            },
-            Column {
-                name: "frames",
-                kind: Kind::Counter,
-                help: "Frames published in the room.",
-            },
-        ];
-        // The most crowded rooms first: those are the ones a capped page must show.
-        let mut rooms: Vec<&Room> = self.rooms.iter().map(|(_, r)| r).collect();
-        rooms.sort_by_key(|r| std::cmp::Reverse(r.members.len()));
-        let table = report.table("room", COLUMNS);
-        for room in rooms {
-            table.push(&room.name, &[room.members.len() as u64, room.frames]);
-        }
+        self.report_rooms(report);
         if let Some(bridge) = &self.bridge {
             bridge.report(report);
         }
@@ -845,11 +466,6 @@ impl Service for Broadcast {
             ),
         }
     }
-}
-
-/// The tag of `recipient`'s timer for holding stretch `stretch`.
-fn timer_tag(recipient: ConnId, stretch: u32) -> u64 {
-    ((recipient.key() as u64) << 32) | u64::from(stretch)
 }
 
 fn peer(ctx: &Ctx<'_>, conn: ConnId) -> String {
