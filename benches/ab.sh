@@ -24,14 +24,7 @@ WARMUP=${WARMUP:-1}
 SERVER_CPU=${SERVER_CPU:-0}
 BENCH_CPU=${BENCH_CPU:-1}
 LIMIT=$((DURATION + WARMUP + 30))
-WORK=$(mktemp -d)
-SERVER_PID=""
-
-cleanup() {
-  if [[ -n "$SERVER_PID" ]]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
-  rm -rf "$WORK"
-}
-trap cleanup EXIT INT TERM
+source benches/lib.sh
 
 # build REV: builds the daemon at REV in target/ab/REV and prints the binary's path.
 build() {
@@ -46,10 +39,6 @@ cargo build --release --quiet --bin framecast --bin framecast-bench
 BENCH=target/release/framecast-bench
 A=$(build "$BASE")
 if [[ -n "$HEAD" ]]; then B=$(build "$HEAD"); else B=target/release/framecast; fi
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-field() { grep -o "\"$2\":[-0-9.e]*" <<<"$1" | head -1 | cut -d: -f2; }
-median() { sort -g | awk '{v[NR]=$1} END {if (NR==0) print "nan"; else if (NR%2) print v[(NR+1)/2]; else print (v[NR/2]+v[NR/2+1])/2}'; }
 
 # run SIDE BINARY MODE BENCH-FLAGS...: one run against a fresh daemon; appends the
 # daemon's µs per frame to $WORK/SIDE.

@@ -22,21 +22,11 @@ HOSTILE=${HOSTILE:-8}
 SERVER_CPU=${SERVER_CPU:-0}
 BENCH_CPU=${BENCH_CPU:-1}
 LIMIT=$((DURATION + 60))
-WORK=$(mktemp -d)
-SERVER_PID=""
-
-cleanup() {
-  if [[ -n "$SERVER_PID" ]]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
-  rm -rf "$WORK"
-}
-trap cleanup EXIT INT TERM
+source benches/lib.sh
 
 cargo build --release --quiet --bin framecast --bin framecast-bench
 FRAMECAST=target/release/framecast
 BENCH=target/release/framecast-bench
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-field() { grep -o "\"$2\":[-0-9.e]*" <<<"$1" | head -1 | cut -d: -f2; }
 
 # start_server ARGS...: the daemon on a free port, pinned; sets SERVER_PID and PORT.
 start_server() {
@@ -47,12 +37,6 @@ start_server() {
   echo "error: the daemon did not start:" >&2
   cat "$WORK/server.out" >&2
   return 1
-}
-
-stop_server() {
-  kill "$SERVER_PID" 2>/dev/null || true
-  wait "$SERVER_PID" 2>/dev/null || true
-  SERVER_PID=""
 }
 
 failed=0

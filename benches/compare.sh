@@ -33,14 +33,7 @@ C10K_CONNS=${C10K_CONNS:-10000}
 C10K_RATES=${C10K_RATES:-20k 50k}
 SKIP_STANDARD=${SKIP_STANDARD:-0}
 LIMIT=$(awk -v d="$DURATION" -v w="$WARMUP" 'BEGIN { printf "%d", d + w + 30 }')
-WORK=$(mktemp -d)
-SERVER_PID=""
-
-cleanup() {
-  if [[ -n "$SERVER_PID" ]]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
-  rm -rf "$WORK"
-}
-trap cleanup EXIT INT TERM
+source benches/lib.sh
 
 cargo build --release --quiet --bin framecast --bin framecast-bench
 FRAMECAST=target/release/framecast
@@ -55,12 +48,6 @@ if [[ -f "$TOKIO_ECHO_DIR/Cargo.toml" ]]; then
 else
   echo "note: $TOKIO_ECHO_DIR not found; tokio-echo rows skipped" >&2
 fi
-
-# A free loopback port (bound and released; the server binds it right after).
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null ||
-    echo $((20000 + RANDOM % 20000))
-}
 
 # start_server NAME PORT: starts the server pinned to SERVER_CPU, sets SERVER_PID, and
 # waits (at most 10 s) until the port accepts connections.
@@ -89,16 +76,7 @@ start_server() {
   return 1
 }
 
-stop_server() {
-  if [[ -n "$SERVER_PID" ]]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
-  SERVER_PID=""
-}
-
 # field JSON KEY: a number from the bench's one-line JSON summary.
-field() { grep -o "\"$2\":[-0-9.e]*" <<<"$1" | head -1 | cut -d: -f2; }
-
-# median of the numbers on stdin.
-median() { sort -g | awk '{v[NR]=$1} END {if (NR==0) print "nan"; else if (NR%2) print v[(NR+1)/2]; else print (v[NR/2]+v[NR/2+1])/2}'; }
 
 SCENARIOS=("depth 1|-c 50 -P 1" "depth 16|-c 50 -P 16" "streaming 256|-c 50 -P 256" "single conn d1|-c 1 -P 1")
 SERVERS=(framecast-u32be framecast-raw framecast-splice)

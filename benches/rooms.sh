@@ -24,16 +24,7 @@ ROOMS=${ROOMS:-20}
 SERVER_CPU=${SERVER_CPU:-0}
 BENCH_CPU=${BENCH_CPU:-1}
 LIMIT=$((DURATION + 60))
-WORK=$(mktemp -d)
-SERVER_PID=""
-BENCH_PIDS=()
-
-cleanup() {
-  for pid in "${BENCH_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  if [[ -n "$SERVER_PID" ]]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
-  rm -rf "$WORK"
-}
-trap cleanup EXIT INT TERM
+source benches/lib.sh
 
 cargo build --release --quiet --bin framecast --bin framecast-bench
 FRAMECAST=target/release/framecast
@@ -43,9 +34,6 @@ ulimit -n 20000 2>/dev/null || true  # relay-floor does not raise its own limit
 cargo build --release --quiet --manifest-path benches/relay-floor/Cargo.toml --target-dir target/relay-floor ||
   RELAY_FLOOR=""
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-field() { grep -o "\"$2\":[-0-9.e]*" <<<"$1" | head -1 | cut -d: -f2; }
-median() { sort -g | awk '{v[NR]=$1} END {if (NR==0) print "nan"; else if (NR%2) print v[(NR+1)/2]; else print (v[NR/2]+v[NR/2+1])/2}'; }
 # cpu_ticks PID: user + system time of a process, in clock ticks.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
@@ -64,12 +52,6 @@ start_server() {
   echo "error: the daemon did not start:" >&2
   cat "$WORK/server.out" >&2
   return 1
-}
-
-stop_server() {
-  kill "$SERVER_PID" 2>/dev/null || true
-  wait "$SERVER_PID" 2>/dev/null || true
-  SERVER_PID=""
 }
 
 # fan SUBSCRIBERS [SERVER]: one 1 -> SUBSCRIBERS run against framecast (or

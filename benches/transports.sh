@@ -24,28 +24,13 @@ SERVER_CPU=${SERVER_CPU:-0}
 BENCH_CPU=${BENCH_CPU:-1}
 PERF=${PERF:-0}
 LIMIT=$(awk -v d="$DURATION" -v w="$WARMUP" 'BEGIN { printf "%d", d + w + 30 }')
-WORK=$(mktemp -d)
-SERVER_PID=""
-
-stop_server() {
-  if [[ -n "$SERVER_PID" ]]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
-  SERVER_PID=""
-}
-cleanup() {
-  stop_server
-  rm -rf "$WORK"
-}
-trap cleanup EXIT INT TERM
+source benches/lib.sh
 
 cargo build --release --quiet --bin framecast --bin framecast-bench
 cargo build --release --quiet --manifest-path benches/relay-floor/Cargo.toml --target-dir target/relay-floor
 FRAMECAST=target/release/framecast
 BENCH=target/release/framecast-bench
 FLOOR=target/relay-floor/release/relay-floor
-
-free_port() {
-  python3 -c 'import socket,sys; s=socket.socket(socket.AF_INET, getattr(socket, sys.argv[1])); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' "$1"
-}
 
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
   -subj /CN=localhost -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
@@ -59,8 +44,8 @@ bench() {
     { echo "run $name failed:" >&2; cat "$WORK/bench.err" >&2; exit 1; }
 }
 
-# median NAME JQ: the median of a figure over the runs of NAME.
-median() {
+# median_json NAME JQ: the median of a figure over the runs of NAME.
+median_json() {
   jq -s "[.[] | $2] | sort | .[length / 2 | floor]" "$WORK/$1"
 }
 
@@ -118,14 +103,14 @@ for t in tcp unix tls; do
   for kind in echo stream; do
     n="$kind-$t"
     printf '%-34s %14s %12s %16s %16s\n' "$kind over $t" \
-      "$(median "$n" .frames_per_s)" "$(median "$n" .mb_in_per_s)" \
-      "$(median "$n" .cpu.server_us_per_frame)" "$(median "$n" .cpu.bench_us_per_frame)"
+      "$(median_json "$n" .frames_per_s)" "$(median_json "$n" .mb_in_per_s)" \
+      "$(median_json "$n" .cpu.server_us_per_frame)" "$(median_json "$n" .cpu.bench_us_per_frame)"
   done
 done
 for s in framecast floor; do
   n="udp-$s"
   printf '%-34s %14s %12s %16s %16s   lost %s of %s\n' "udp echo, $s" \
-    "$(median "$n" .frames_per_s)" "$(median "$n" .mb_in_per_s)" \
-    "$(median "$n" .cpu.server_us_per_frame)" "$(median "$n" .cpu.bench_us_per_frame)" \
-    "$(median "$n" .lost)" "$(median "$n" .sent)"
+    "$(median_json "$n" .frames_per_s)" "$(median_json "$n" .mb_in_per_s)" \
+    "$(median_json "$n" .cpu.server_us_per_frame)" "$(median_json "$n" .cpu.bench_us_per_frame)" \
+    "$(median_json "$n" .lost)" "$(median_json "$n" .sent)"
 done

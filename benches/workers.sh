@@ -20,22 +20,11 @@ WARMUP=${WARMUP:-1}
 THREADS=${THREADS:-2}
 WORKERS_B=${WORKERS_B:-2}
 LIMIT=$((DURATION + WARMUP + 30))
-WORK=$(mktemp -d)
-SERVER_PID=""
-
-cleanup() {
-  if [[ -n "$SERVER_PID" ]]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
-  rm -rf "$WORK"
-}
-trap cleanup EXIT INT TERM
+source benches/lib.sh
 
 cargo build --release --quiet --bin framecast --bin framecast-bench
 BIN=target/release/framecast
 BENCH=target/release/framecast-bench
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-field() { grep -o "\"$2\":[-0-9.e]*" <<<"$1" | head -1 | cut -d: -f2; }
-median() { sort -g | awk '{v[NR]=$1} END {if (NR==0) print "nan"; else if (NR%2) print v[(NR+1)/2]; else print (v[NR/2]+v[NR/2+1])/2}'; }
 
 # run SIDE WORKERS MODE BENCH-FLAGS...: one run; appends "frames/s µs/frame" to $WORK/SIDE.
 run() {
