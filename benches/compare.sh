@@ -276,6 +276,24 @@ for rate in $C10K_RATES; do
     printf '  %-5s %-18s %9.1f %9.1f %9.1f %9.1f %9.3f %10.3f %6s %3s/%-3s\n' "$rate" "$server" "$(col 1)" "$(col 2)" "$(col 3)" "$(col 4)" \
       "$(col 5)" "$(col 6)" "$(awk '{s+=$7} END {print s+0}' "$f")" "$(col 8)" "$(col 9)"
   done
+  # Round by round against tokio-echo (the rounds alternate, so round i of each server ran
+  # side by side): the spread a median hides, and in how many rounds the server was at or below.
+  peer="$WORK/c10k.$rate.tokio-echo"
+  [[ -s "$peer" ]] || continue
+  for server in "${C10K_SERVERS[@]}"; do
+    f="$WORK/c10k.$rate.$server"
+    [[ "$server" != tokio-echo && -s "$f" ]] || continue
+    if [[ $(wc -l <"$f") != $(wc -l <"$peer") ]]; then
+      echo "  $rate $server: a round failed, so its rounds do not pair with tokio-echo's: no per-round ratios"
+      continue
+    fi
+    for c in 1 2 3; do
+      paste -d ' ' "$f" "$peer" | awk -v c="$c" -v w="$(awk '{print NF; exit}' "$f")" '{ if ($(w + c) > 0) print $c / $(w + c) }' >"$WORK/ratios"
+      printf '  %-5s %-18s / tokio-echo %-5s per round: %s; median %.2f, at or below in %d of %d\n' "$rate" "$server" \
+        "$(echo "p50 p99 p99.9" | awk -v c="$c" '{print $c}')" "$(awk '{printf "%s%.2f", (NR > 1 ? " " : ""), $1}' "$WORK/ratios")" \
+        "$(median <"$WORK/ratios")" "$(awk '$1 <= 1' "$WORK/ratios" | wc -l)" "$(wc -l <"$WORK/ratios")"
+    done
+  done
 done
 echo "  (open loop: latency from each frame's intended send time; 'late p99': how late the bench sent"
 echo "   the frames, its own error; a bench µs/f far above the server's means the bench measures itself;"
