@@ -234,7 +234,7 @@ run_c10k() {
       echo "run failed: c10k $rate $server: $(tail -1 "$WORK/bench.err")" >&2
       return 0
     fi
-    row="$(field "$json" p50) $(field "$json" p99) $(field "$json" p99_9) $(field "$json" late_p99) $(field "$json" server_us_per_frame) $(field "$json" bench_us_per_frame) $(field "$json" total) $steal"
+    row="$(field "$json" p50) $(field "$json" p99) $(field "$json" p99_9) $(field "$json" error_p99) $(field "$json" server_us_per_frame) $(field "$json" bench_us_per_frame) $(field "$json" total) $steal"
     # A round the hypervisor took more than STEAL_MAX % of (either CPU) is run again.
     if [[ -z "$STEAL_MAX" ]] || awk -v s="$steal" -v m="$STEAL_MAX" 'BEGIN { split(s, x, " "); exit !(x[1] <= m && x[2] <= m) }'; then
       break
@@ -264,7 +264,7 @@ for kind in idle quiet; do
   done
 done
 echo "  (idle: connected, nothing sent; quiet: one 512-byte frame echoed on each, then 2.5 s quiet)"
-printf '  %-5s %-18s %9s %9s %9s %9s %9s %10s %6s %7s\n' rate server "p50 µs" "p99 µs" "p99.9 µs" "late p99" "srv µs/f" "bench µs/f" errors "steal %"
+printf '  %-5s %-18s %9s %9s %9s %9s %9s %10s %6s %7s\n' rate server "p50 µs" "p99 µs" "p99.9 µs" "pace p99" "srv µs/f" "bench µs/f" errors "steal %"
 for rate in $C10K_RATES; do
   for _ in $(seq "$RUNS"); do
     for server in "${C10K_SERVERS[@]}"; do run_c10k "$server" "$rate"; done
@@ -295,8 +295,9 @@ for rate in $C10K_RATES; do
     done
   done
 done
-echo "  (open loop: latency from each frame's intended send time; 'late p99': how late the bench sent"
-echo "   the frames, its own error; a bench µs/f far above the server's means the bench measures itself;"
+echo "  (open loop: latency from the earlier of each frame's intended and actual send times; 'pace p99':"
+echo "   how far from its intended time the bench sent a frame, its own error; a bench µs/f far above"
+echo "   the server's means the bench measures itself;"
 echo "   steal %: the hypervisor's share of the server's / the bench's CPU during the run, from /proc/stat)"
 
 echo

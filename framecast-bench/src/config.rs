@@ -97,7 +97,8 @@ pub enum Load {
     },
     /// Open loop: `rate` frames per second in total, spread evenly over the sending
     /// connections and sent on schedule whatever the replies do. Latency counts from
-    /// each frame's intended send time (coordinated omission corrected).
+    /// the earlier of each frame's intended and actual send times (coordinated
+    /// omission corrected, and nothing hidden when a frame leaves a little early).
     Open {
         /// Frames per second, all senders together.
         rate: f64,

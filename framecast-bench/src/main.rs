@@ -82,7 +82,8 @@ struct Args {
     depth: usize,
 
     /// Open loop: frames per second in total (10k, 1.5M allowed), sent on schedule
-    /// whatever the replies do; latency counts from each frame's intended send time.
+    /// whatever the replies do; latency counts from each frame's intended send time
+    /// (its actual one when sent early, within the timer's learnt wake-up delay).
     /// Replaces --depth.
     #[arg(long, short = 'R', short_alias = 'r', value_name = "R", conflicts_with = "depth", value_parser = parse_rate)]
     rate: Option<f64>,

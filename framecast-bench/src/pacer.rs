@@ -3,7 +3,10 @@
 //! what is connected) and *waking* at that moment ([`Pacer`]: a `timerfd` armed at an
 //! absolute `CLOCK_MONOTONIC` deadline and registered in the thread's `Poll`, so the
 //! thread sleeps in `epoll_wait` and wakes within microseconds, without spinning).
-//! Neither knows about sockets or frames.
+//! A sleeping thread wakes some time after its deadline (tens of µs on a VM), so the
+//! pacer learns that delay ([`WakeLead`], a running median) and arms the timer that
+//! much early: the frames of a pass then go out around their due time rather than
+//! after it. Neither knows about sockets or frames.
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -18,6 +21,35 @@ use rustix::time::{
 
 /// Nanoseconds in a second.
 const NANOS: i64 = 1_000_000_000;
+/// How far one wake-up moves [`WakeLead`]'s estimate.
+const LEAD_STEP_NS: u64 = 500;
+/// The most [`WakeLead`] arms ahead: a frame never goes out earlier than this before
+/// its time, however late the wake-ups.
+pub const MAX_LEAD_NS: u64 = 250_000;
+
+/// How late the timer wakes this thread: a running estimate of the median delay from
+/// deadline to wake-up (each observation moves it 0.5 µs, `LEAD_STEP_NS`, towards itself,
+/// so a rare millisecond stall barely moves it), capped at [`MAX_LEAD_NS`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WakeLead {
+    ns: u64,
+}
+
+impl WakeLead {
+    /// Notes a wake-up `late_ns` after the deadline armed.
+    pub fn observe(&mut self, late_ns: u64) {
+        self.ns = if late_ns > self.ns {
+            (self.ns + LEAD_STEP_NS).min(MAX_LEAD_NS)
+        } else {
+            self.ns.saturating_sub(LEAD_STEP_NS)
+        };
+    }
+
+    /// The estimate, in ns.
+    pub fn ns(self) -> u64 {
+        self.ns
+    }
+}
 
 /// One thread's open-loop senders in the order their frames fall due.
 ///
@@ -68,7 +100,8 @@ impl Schedule {
     }
 }
 
-/// A `timerfd` in a thread's `Poll`: one absolute deadline at a time.
+/// A `timerfd` in a thread's `Poll`: one absolute deadline at a time, armed
+/// [`WakeLead`] early.
 ///
 /// Arming resets the timer's expiry count, and each expiry wakes the edge-triggered
 /// poller afresh, so the descriptor is never read: one `timerfd_settime` per wake-up.
@@ -78,9 +111,11 @@ pub struct Pacer {
     fd: OwnedFd,
     /// The plan's epoch on `CLOCK_MONOTONIC` (the clock of [`Instant`] on Linux), in ns.
     epoch_ns: i64,
-    /// The deadline armed, in ns from the epoch, if any: re-arming at the same time is
-    /// skipped.
-    armed: Option<u64>,
+    /// The due time armed for and the moment the timer was set to (the lead before
+    /// it), in ns from the epoch, if any: re-arming for the same time is skipped.
+    armed: Option<(u64, u64)>,
+    /// How late wake-ups come.
+    lead: WakeLead,
 }
 
 impl Pacer {
@@ -103,20 +138,23 @@ impl Pacer {
             fd,
             epoch_ns: now_ns.saturating_sub(since_epoch),
             armed: None,
+            lead: WakeLead::default(),
         })
     }
 
-    /// Wakes the poller at `due` ns from the epoch (at once if that has passed).
+    /// Wakes the poller for `due` ns from the epoch: the lead before it (at once if
+    /// that has passed).
     ///
     /// # Errors
     /// If the kernel refuses the deadline.
     pub fn arm(&mut self, due: u64) -> io::Result<()> {
-        if self.armed == Some(due) {
+        if self.armed.is_some_and(|(d, _)| d == due) {
             return Ok(());
         }
+        let set = due.saturating_sub(self.lead.ns());
         let at = self
             .epoch_ns
-            .saturating_add(i64::try_from(due).unwrap_or(i64::MAX))
+            .saturating_add(i64::try_from(set).unwrap_or(i64::MAX))
             .max(1); // 0 would disarm
         let spec = Itimerspec {
             it_interval: Timespec {
@@ -129,14 +167,22 @@ impl Pacer {
             },
         };
         timerfd_settime(&self.fd, TimerfdTimerFlags::ABSTIME, &spec)?;
-        self.armed = Some(due);
+        self.armed = Some((due, set));
         Ok(())
     }
 
-    /// Forgets the deadline armed: the next [`arm`](Pacer::arm) sets one whatever it
-    /// is. Called when the timer has fired.
-    pub fn fired(&mut self) {
-        self.armed = None;
+    /// Called when the timer has fired, `now_ns` from the epoch: learns how late it
+    /// woke the thread, and forgets the deadline, so the next [`arm`](Pacer::arm) sets
+    /// one whatever it is.
+    pub fn fired(&mut self, now_ns: u64) {
+        if let Some((_, set)) = self.armed.take() {
+            self.lead.observe(now_ns.saturating_sub(set));
+        }
+    }
+
+    /// How early the timer is armed, and so how far ahead of now a pass sends, in ns.
+    pub fn lead(&self) -> u64 {
+        self.lead.ns()
     }
 }
 
@@ -185,8 +231,40 @@ mod tests {
                     break;
                 }
             }
-            pacer.fired();
-            assert!(epoch.elapsed() >= Duration::from_millis(n), "woke early");
+            let woke = epoch.elapsed();
+            pacer.fired(woke.as_nanos() as u64);
+            // Armed the lead learnt so far ahead of the deadline, never earlier.
+            let lead = Duration::from_nanos(pacer.lead() + LEAD_STEP_NS);
+            assert!(woke + lead >= Duration::from_millis(n), "woke early");
         }
+    }
+
+    #[test]
+    fn wake_lead_settles_on_the_median_delay_and_shrugs_off_stalls() {
+        let mut lead = WakeLead::default();
+        // Wake-ups 40-60 µs late (median 50), with a 5 ms stall every 20th.
+        for i in 0..2_000u64 {
+            let late = if i % 20 == 19 {
+                5_000_000
+            } else {
+                40_000 + (i * 7_919) % 20_001
+            };
+            lead.observe(late);
+        }
+        assert!((44_000..=58_000).contains(&lead.ns()), "{}", lead.ns());
+        // Punctual wake-ups bring it back down to nothing.
+        for _ in 0..200 {
+            lead.observe(0);
+        }
+        assert_eq!(lead.ns(), 0);
+    }
+
+    #[test]
+    fn wake_lead_is_capped() {
+        let mut lead = WakeLead::default();
+        for _ in 0..10_000 {
+            lead.observe(u64::MAX);
+        }
+        assert_eq!(lead.ns(), MAX_LEAD_NS);
     }
 }

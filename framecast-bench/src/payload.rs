@@ -17,8 +17,8 @@
 //! ```
 //!
 //! `conn` is the sending connection's id, `seq` its frame counter (from 0), `stamp` the
-//! send time in nanoseconds since the run's epoch (the *intended* send time in an open
-//! loop), `len` the payload's own length, so a frame cut short or merged is caught even
+//! send time in nanoseconds since the run's epoch (in an open loop the earlier of the
+//! intended and the actual send time), `len` the payload's own length, so a frame cut short or merged is caught even
 //! when the checksum happens to survive. The filler is a window into a fixed printable
 //! pattern, shifted by `seq` so consecutive frames differ; writing it is one copy.
 //!

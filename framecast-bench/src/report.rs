@@ -307,25 +307,34 @@ impl Report {
         out
     }
 
-    /// How late a quantile of the open loop's frames went out, in ns.
+    /// How far from their intended time a quantile of the open loop's frames went
+    /// out, early or late, in ns.
     fn pacing(&self, quantile: f64) -> Option<u64> {
         let h = &self.stats.pacing;
         (!h.is_empty()).then(|| h.value_at_quantile(quantile))
     }
 
-    /// The pacing line: how late frames were written after their intended send time
-    /// (open loop only).
+    /// The pacing line: how far from their intended send time frames were written,
+    /// and how many early, within the timer's lead (open loop only).
     fn pacing_text(&self) -> Option<String> {
         if !matches!(self.config.load, Load::Open { .. }) {
             return None;
         }
         let p = |q| fmt_latency(self.pacing(q));
+        let s = &self.stats;
+        let sent = s.pacing.len();
+        let early = if sent > 0 {
+            100.0 * s.sent_early as f64 / sent as f64
+        } else {
+            0.0
+        };
         Some(format!(
-            "sent late by p50 {}, p99 {}, p99.9 {}, max {} (actual - intended send time)",
+            "off by p50 {}, p99 {}, p99.9 {}, max {} (|actual - intended send time|; {early:.0}% early, the timer armed {} ahead)",
             p(0.5),
             p(0.99),
             p(0.999),
-            p(1.0)
+            p(1.0),
+            fmt_latency(Some(s.timer_lead)),
         ))
     }
 
@@ -384,11 +393,13 @@ impl Report {
         let _ = write!(latency, ",\"mean\":{}}}", json_num(mean));
         let pacing = if matches!(c.load, Load::Open { .. }) {
             format!(
-                "{{\"late_p50\":{},\"late_p99\":{},\"late_p99_9\":{},\"late_max\":{}}}",
+                "{{\"error_p50\":{},\"error_p99\":{},\"error_p99_9\":{},\"error_max\":{},\"early\":{},\"lead\":{}}}",
                 json_us(self.pacing(0.5)),
                 json_us(self.pacing(0.99)),
                 json_us(self.pacing(0.999)),
-                json_us(self.pacing(1.0))
+                json_us(self.pacing(1.0)),
+                s.sent_early,
+                json_us(Some(s.timer_lead))
             )
         } else {
             "null".to_owned()
@@ -691,20 +702,27 @@ mod tests {
     fn open_loop_summary_reports_pacing_shortfall_and_strictness() {
         let mut r = report();
         r.config.load = Load::Open { rate: 400_000.0 };
+        // 100 frames 1-100 µs late, 25 frames 10 µs early.
         for late_us in 1..=100u64 {
-            r.stats.record_pacing(late_us * 1000);
+            r.stats.record_pacing(1_000_000 + late_us * 1000, 1_000_000);
         }
+        for _ in 0..25 {
+            r.stats.record_pacing(1_000_000, 1_010_000);
+        }
+        r.stats.timer_lead = 42_000;
         let text = r.text();
+        assert!(text.contains("pacing    off by p50 38.0 µs"), "{text}");
         assert!(
-            text.contains("pacing    sent late by p50 50.0 µs"),
+            text.contains("20% early, the timer armed 42.0 µs ahead"),
             "{text}"
         );
         assert!(text.contains("shortfall sent 200000.0 frames/s of the 400000 asked (50.0%)"));
         let json = r.json();
         assert!(
-            json.contains("\"pacing_us\":{\"late_p50\":50.015,"),
+            json.contains("\"pacing_us\":{\"error_p50\":38.015,"),
             "{json}"
         );
+        assert!(json.contains("\"early\":25,\"lead\":42}"), "{json}");
         assert!(json.contains("\"shortfall\":true,\"sent_per_s_short\":200000,"));
         assert_eq!(r.status(), Status::Clean, "a shortfall fails only --strict");
         r.config.strict = true;

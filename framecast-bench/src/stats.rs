@@ -131,12 +131,19 @@ pub struct Stats {
     /// Connection errors.
     pub connections: ConnectionErrors,
     /// Latency of every frame sent inside the window (by its stamp: in the open loop,
-    /// its intended send time), whenever it came back, the drain included; in
-    /// nanoseconds.
+    /// the earlier of its intended and actual send times), whenever it came back, the
+    /// drain included; in nanoseconds.
     pub latency: Histogram<u64>,
-    /// Open loop: how late each frame of the window was written after its intended
-    /// send time, in nanoseconds: the generator's own error, inside every latency.
+    /// Open loop: how far from its intended send time each frame of the window was
+    /// written, early or late, in nanoseconds: the generator's own error (when late,
+    /// inside the latency).
     pub pacing: Histogram<u64>,
+    /// Open loop: frames of the window written before their intended time (within the
+    /// timer's lead).
+    pub sent_early: u64,
+    /// Open loop: how early the send timer was armed at the end (the thread's learnt
+    /// wake-up delay), in ns; the largest over threads.
+    pub timer_lead: u64,
 }
 
 impl Stats {
@@ -153,6 +160,8 @@ impl Stats {
             connections: ConnectionErrors::default(),
             latency: new_histogram(),
             pacing: new_histogram(),
+            sent_early: 0,
+            timer_lead: 0,
         }
     }
 
@@ -164,6 +173,8 @@ impl Stats {
         self.bytes_received += other.bytes_received;
         self.frames_total += other.frames_total;
         self.bytes_total += other.bytes_total;
+        self.sent_early += other.sent_early;
+        self.timer_lead = self.timer_lead.max(other.timer_lead);
         self.integrity.merge(&other.integrity);
         self.connections.merge(&other.connections);
         // Both histograms have the same bounds, so adding cannot fail; if it ever did,
@@ -172,10 +183,14 @@ impl Stats {
         let _ = self.pacing.add(&other.pacing);
     }
 
-    /// Counts a frame written `late_ns` after its intended send time.
-    pub fn record_pacing(&mut self, late_ns: u64) {
+    /// Counts a frame written at `sent` ns whose intended send time was `due`: how
+    /// far off it went out, either way.
+    pub fn record_pacing(&mut self, sent: u64, due: u64) {
+        if sent < due {
+            self.sent_early += 1;
+        }
         // 0 is below the histogram's lowest value: a frame on time counts as 1 ns.
-        self.pacing.saturating_record(late_ns.max(1));
+        self.pacing.saturating_record(sent.abs_diff(due).max(1));
     }
 
     /// Every error together.

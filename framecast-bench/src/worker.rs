@@ -124,6 +124,15 @@ impl Plan {
         now >= self.warm_end && now < self.end()
     }
 
+    /// Open loop: the latest due time (ns from the epoch) a pass at `now` sends, with
+    /// the timer `lead` ns early: ahead by the lead, but never past the end (nothing
+    /// due after it goes out), and never behind `now`.
+    pub fn horizon(&self, now: u64, lead: u64) -> u64 {
+        now.saturating_add(lead)
+            .min(self.ns(self.end()).saturating_sub(1))
+            .max(now)
+    }
+
     /// The stamps (ns from the epoch) of frames whose latency counts: those sent, or
     /// in the open loop due, between the end of the warmup and the end of the run.
     pub fn stamp_window(&self) -> std::ops::Range<u64> {
@@ -328,11 +337,12 @@ impl Worker {
                     continue;
                 }
             }
-            let measuring = plan.is_measuring(Instant::now());
+            let woke = Instant::now();
+            let measuring = plan.is_measuring(woke);
             for event in events.iter() {
                 if event.token() == PACER {
                     if let Some(pacer) = &mut self.pacer {
-                        pacer.fired();
+                        pacer.fired(plan.ns(woke));
                     }
                     continue; // what is due is sent after the events
                 }
@@ -350,7 +360,7 @@ impl Worker {
                     self.flush(i);
                     if self.schedule.is_some() {
                         // Frames held back by a full queue, sent late with their stamps.
-                        self.catch_up(i);
+                        self.catch_up(i, 0);
                     } else if self.conns[i].open && self.conns[i].queued() == 0 {
                         self.top_up(i, measuring);
                     }
@@ -369,6 +379,7 @@ impl Worker {
         if !self.stopped {
             self.stop();
         }
+        self.stats.timer_lead = self.pacer.as_ref().map_or(0, Pacer::lead);
         self.count_unanswered();
         let registry = self.poll.registry();
         for conn in &mut self.conns {
@@ -578,16 +589,19 @@ impl Worker {
         let Some(mut schedule) = self.schedule.take() else {
             return;
         };
+        // A pass sends what falls due within the timer's lead: the thread was woken
+        // that much early, because its wake-ups come that much late.
+        let lead = self.pacer.as_ref().map_or(0, Pacer::lead);
         let mut now = self.plan.ns(Instant::now());
         while let Some((due, i)) = schedule.peek() {
-            if due > now {
+            if due > self.plan.horizon(now, lead) {
                 // Frames that fell due during the pass go out in it too.
                 now = self.plan.ns(Instant::now());
-                if due > now {
+                if due > self.plan.horizon(now, lead) {
                     break;
                 }
             }
-            self.catch_up(i);
+            self.catch_up(i, lead);
             schedule.advance();
         }
         let next = schedule.peek();
@@ -599,27 +613,33 @@ impl Worker {
         }
     }
 
-    /// Open loop: sends connection `i`'s frames whose time has come (more than one
-    /// only when it was held back by a full queue), stamped with their intended
-    /// time, and counts how late each goes out.
-    fn catch_up(&mut self, i: usize) {
+    /// Open loop: sends connection `i`'s frames due by `lead` ns from now (more than
+    /// one only when it was held back by a full queue), and counts how far from its
+    /// intended time each goes out. A frame's latency counts from the earlier of its
+    /// intended and its actual send time: from the intended one when it goes out late
+    /// (coordinated omission corrected), from the actual one when early, so neither
+    /// hides any of the round trip.
+    fn catch_up(&mut self, i: usize, lead: u64) {
         let plan = Arc::clone(&self.plan);
         let (offset, interval) = self.conns[i].schedule;
         // The moment of the write that follows: the actual send time.
         let now = plan.ns(Instant::now());
+        let horizon = plan.horizon(now, lead);
         loop {
             let conn = &self.conns[i];
             if !conn.open || self.stopped || conn.queued() >= MAX_QUEUED {
                 break; // closed, done, or behind: WRITABLE brings the loop back here
             }
             let due = (offset + conn.sent as f64 * interval) as u64;
-            if due > now {
+            if due > horizon {
                 break;
             }
-            let measuring = plan.is_measuring(plan.epoch + Duration::from_nanos(due));
-            self.push(i, due, measuring);
+            // Counted in the window by its stamp, as its reply will be.
+            let stamp = due.min(now);
+            let measuring = plan.is_measuring(plan.epoch + Duration::from_nanos(stamp));
+            self.push(i, stamp, measuring);
             if measuring {
-                self.stats.record_pacing(now - due);
+                self.stats.record_pacing(now, due);
             }
         }
         if !self.conns[i].open {
