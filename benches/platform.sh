@@ -10,7 +10,10 @@
 #      C10K_CONNS connections and RATE, over 3 s of the run: each side's CPU per frame
 #      (/proc/PID/task/*/schedstat, nanoseconds) and how often per frame the daemon went
 #      to sleep (voluntary context switches: each one a wake-up a frame from the bench
-#      paid for), and the bench's CPU less those wake-ups at the measured wake cost.
+#      paid for), and the bench's CPU less those wake-ups at the measured wake cost;
+#   4. the same split with the floor for an open-loop client as the generator
+#      (benches/relay-floor --pace: a timerfd, one write per message, replies read and
+#      dropped, nothing checked or timed): what any paced client pays beside the daemon.
 #
 #   benches/platform.sh                  # RUNS=3 DURATION=5 C10K_CONNS=10000 RATE=20k
 #
@@ -28,6 +31,8 @@ BENCH_CPU=${BENCH_CPU:-1}
 source benches/lib.sh
 
 cargo build --release --quiet --bin framecast --bin framecast-bench
+cargo build --release --quiet --manifest-path benches/relay-floor/Cargo.toml --target-dir target/relay-floor
+RATE_PER_S=$(awk -v r="$RATE" 'BEGIN { m = 1; if (r ~ /k$/) { m = 1000; sub(/k$/, "", r) } print r * m }')
 
 # wake_cost MODE: µs of sender CPU per send, the receiver sleeping or spinning.
 wake_cost() {
@@ -78,7 +83,8 @@ schedstat_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} EN
 # sleeps PID: voluntary context switches of all its threads.
 sleeps() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/^voluntary_ctxt_switches/ {s += $2} END {printf "%.0f\n", s}'; }
 
-# c10k_split: "server-µs/f bench-µs/f daemon-sleeps/f", over 3 s in the middle of a run.
+# c10k_split GENERATOR: "server-µs/f generator-µs/f daemon-sleeps/f" over 3 s in the
+# middle of a run; GENERATOR is bench (framecast-bench) or floor (relay-floor --pace).
 c10k_split() {
   local port bench bpid s0 b0 w0 s1 b1 w1 frames
   port=$(free_port)
@@ -86,8 +92,13 @@ c10k_split() {
     --max-connections $((C10K_CONNS + 100)) >"$WORK/server.out" 2>&1 &
   SERVER_PID=$!
   for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
-  timeout 120 taskset -c "$BENCH_CPU" target/release/framecast-bench "$port" -c "$C10K_CONNS" -R "$RATE" \
-    --size 512 --duration 8s --warmup 1s --json >"$WORK/bench.json" 2>"$WORK/bench.err" &
+  if [[ $1 == floor ]]; then
+    timeout 120 taskset -c "$BENCH_CPU" target/relay-floor/release/relay-floor --pace "$C10K_CONNS" "$RATE_PER_S" 9 \
+      "127.0.0.1:$port" >"$WORK/bench.json" 2>"$WORK/bench.err" &
+  else
+    timeout 120 taskset -c "$BENCH_CPU" target/release/framecast-bench "$port" -c "$C10K_CONNS" -R "$RATE" \
+      --size 512 --duration 8s --warmup 1s --json >"$WORK/bench.json" 2>"$WORK/bench.err" &
+  fi
   bench=$!
   BENCH_PIDS+=("$bench")
   for _ in $(seq 600); do
@@ -101,7 +112,7 @@ c10k_split() {
   s1=$(schedstat_ns "$SERVER_PID") b1=$(schedstat_ns "$bpid") w1=$(sleeps "$SERVER_PID")
   wait "$bench" || true
   stop_server
-  frames=$(awk -v r="$RATE" 'BEGIN { m = 1; if (r ~ /k$/) { m = 1000; sub(/k$/, "", r) } print r * m * 3 }')
+  frames=$((RATE_PER_S * 3))
   awk -v s="$((s1 - s0))" -v b="$((b1 - b0))" -v w="$((w1 - w0))" -v f="$frames" \
     'BEGIN { printf "%.2f %.2f %.3f\n", s / 1e3 / f, b / 1e3 / f, w / f }'
 }
@@ -125,8 +136,15 @@ done
 
 echo "3. C10K split: framecast u32be, $C10K_CONNS connections, $RATE frames/s, 512 B"
 for _ in $(seq "$RUNS"); do
-  read -r srv bench per <<<"$(c10k_split)"
+  read -r srv bench per <<<"$(c10k_split bench)"
   awk -v s="$srv" -v b="$bench" -v p="$per" -v w="$wake" 'BEGIN {
     printf "   daemon %.2f µs/frame, bench %.2f (%.2fx); the daemon slept %.3f times per frame: bench less %.3f x %.2f µs of wake-ups = %.2f µs (%.2fx)\n",
       s, b, b / s, p, p, w, b - p * w, (b - p * w) / s }'
+done
+
+echo "4. C10K split with the floor for a paced client (relay-floor --pace), the same way"
+for _ in $(seq "$RUNS"); do
+  read -r srv gen per <<<"$(c10k_split floor)"
+  awk -v s="$srv" -v g="$gen" -v p="$per" 'BEGIN {
+    printf "   daemon %.2f µs/frame, paced floor client %.2f (%.2fx); the daemon slept %.3f times per frame\n", s, g, g / s, p }'
 done
