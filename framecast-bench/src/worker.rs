@@ -133,8 +133,9 @@ impl Plan {
             .max(now)
     }
 
-    /// The stamps (ns from the epoch) of frames whose latency counts: those sent, or
-    /// in the open loop due, between the end of the warmup and the end of the run.
+    /// The stamps (ns from the epoch) of frames whose latency counts: those sent (in
+    /// the open loop: the earlier of due and sent) between the end of the warmup and
+    /// the end of the run.
     pub fn stamp_window(&self) -> std::ops::Range<u64> {
         self.ns(self.warm_end)..self.ns(self.end())
     }

@@ -154,6 +154,8 @@ fn run_pace(addr: SocketAddr, conns: usize, rate: f64, secs: f64) -> io::Result<
     let mut events = Events::with_capacity(1024);
     let total = (rate * secs) as u64;
     let (mut sent, mut unsent, mut received) = (0u64, 0u64, 0u64);
+    // The deadline the timer holds: a wake-up for replies does not set it again.
+    let mut armed = None;
     let start = monotonic_ns();
     let due = |k: u64| (k as f64 * 1e9 / rate) as u64;
     loop {
@@ -170,7 +172,8 @@ fn run_pace(addr: SocketAddr, conns: usize, rate: f64, secs: f64) -> io::Result<
         if done || now > due(total) + 2_000_000_000 {
             break;
         }
-        if sent < total {
+        if sent < total && armed != Some(sent) {
+            armed = Some(sent);
             let at = (start + due(sent)) as i64;
             let spec = Itimerspec {
                 it_interval: Timespec {
